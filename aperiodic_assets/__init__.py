@@ -1,1 +1,1 @@
-"""aperiodic-assets: a validated, monthly-partitioned Parquet warehouse of Aperiodic l1_imbalance data."""
+"""aperiodic-assets: a validated, monthly-partitioned Parquet warehouse of Aperiodic data."""

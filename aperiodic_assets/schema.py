@@ -47,4 +47,6 @@ def interval_seconds(interval: str) -> int:
     try:
         return INTERVALS[interval]
     except KeyError:
-        raise ValueError(f"unknown interval {interval!r}; expected one of {list(INTERVALS)}") from None
+        raise ValueError(
+            f"unknown interval {interval!r}; expected one of {list(INTERVALS)}"
+        ) from None

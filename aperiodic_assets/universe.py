@@ -41,7 +41,7 @@ class Instrument:
 
     @property
     def key(self) -> str:
-        """Human-readable partition key, e.g. ``binance-futures.perpetual-BTC-USDT:USDT.1h.exchange``."""
+        """Readable partition key: ``binance-futures.perpetual-BTC-USDT:USDT.1h.exchange``."""
         return f"{self.exchange}.{self.symbol}.{self.interval}.{self.timestamp}"
 
     @classmethod

@@ -1,0 +1,121 @@
+"""``make demo``: the whole flow on this machine, no API key and no cloud.
+
+Starts the sandbox API as its own process, materializes the last three completed months of every
+instrument in universe.yaml as real Dagster runs on the DAGSTER_HOME instance (they show up in
+``make dev`` afterwards), prints what landed in the warehouse, and stops the sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+SANDBOX_KEY = "sandbox"
+#: Keep the console to warnings; every event is still in the instance for `make dev`.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@contextmanager
+def sandbox_process(extra_args: list[str]):
+    """The sandbox as a child process on a free port; yields its API base URL."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aperiodic_assets.sandbox", "--port", "0", *extra_args],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip() if proc.stdout else ""
+        if "http://" not in line:
+            raise RuntimeError(f"the sandbox did not start (it printed {line!r})")
+        yield line[line.index("http://") :]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--months", type=int, default=3, help="completed months to materialize")
+    parser.add_argument("--sandbox-arg", action="append", default=[], help="passed to the sandbox")
+    args = parser.parse_args(argv)
+
+    with sandbox_process(args.sandbox_arg) as api_url:
+        print(f"sandbox API at {api_url}")
+        os.environ["APERIODIC_API_URL"] = api_url
+        os.environ["APERIODIC_API_KEY"] = SANDBOX_KEY
+        os.environ.setdefault("WAREHOUSE_URL", "warehouse")
+        return _materialize(args.months)
+
+
+def _materialize(n_months: int) -> int:
+    # Imported after the environment is set: definitions reads it.
+    import dagster as dg
+
+    from .definitions import defs
+    from .months import Month
+    from .partitions import UNIVERSE, partition_key
+
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def("l1_imbalance_job")
+    last = Month.of(datetime.now(UTC).date()).previous()
+    months = [last]
+    while len(months) < n_months:
+        months.insert(0, months[0].previous())
+
+    rows, failures = [], 0
+    for instrument in UNIVERSE.instruments:
+        for month in months:
+            key = partition_key(instrument, month)
+            result = job.execute_in_process(
+                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET
+            )
+            rows.append(_row(instrument.key, month.key, result))
+            failures += not result.success
+    _print_table(rows)
+    print(
+        f"\n{len(rows) - failures} of {len(rows)} partitions materialized into "
+        f"{os.environ['WAREHOUSE_URL']}; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+    )
+    return 1 if failures else 0
+
+
+def _row(instrument: str, month: str, result) -> dict[str, str]:
+    row = {"instrument": instrument, "month": month, "status": "ok" if result.success else "FAILED"}
+    events = result.get_asset_materialization_events()
+    if events:
+        mat = events[0].step_materialization_data.materialization
+        meta = {k: v.value for k, v in mat.metadata.items()}
+        row.update(
+            rows=str(meta.get("rows", "")),
+            bytes=str(meta.get("bytes", "")),
+            data_version=str(mat.tags.get("dagster/data_version", ""))[:12],
+            path=str(meta.get("path", "")),
+        )
+        checks = result.get_asset_check_evaluations()
+        if checks:
+            passed = sum(c.passed for c in checks)
+            row["checks"] = f"{passed}/{len(checks)}"
+    elif result.success:
+        row["status"] = "no file"
+    return row
+
+
+def _print_table(rows: list[dict[str, str]]) -> None:
+    columns = ["instrument", "month", "status", "rows", "bytes", "checks", "data_version", "path"]
+    columns = [c for c in columns if any(c in r for r in rows)]
+    widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join("-" * widths[c] for c in columns))
+    for r in rows:
+        print("  ".join(r.get(c, "").ljust(widths[c]) for c in columns))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

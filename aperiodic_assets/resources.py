@@ -1,0 +1,68 @@
+"""Dagster resources: thin, configurable wrappers around the pure client and warehouse.
+
+Configuration comes from the environment through ``EnvVar`` (see definitions.py), so the API key
+is never part of run config or the event log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+from pydantic import Field
+
+from .api import DEFAULT_ALLOWED_HOSTS, DEFAULT_API_URL, AperiodicClient, RetryConfig
+from .warehouse import Warehouse
+
+
+class AperiodicResource(dg.ConfigurableResource):
+    """The Aperiodic API (or the local sandbox, which is only another URL)."""
+
+    api_url: str = Field(default=DEFAULT_API_URL, description="APERIODIC_API_URL")
+    api_key: str = Field(default="", description="APERIODIC_API_KEY; a secret, set via EnvVar")
+    allowed_hosts: list[str] = Field(
+        default=list(DEFAULT_ALLOWED_HOSTS),
+        description="Hosts presigned download URLs may point at (the API's own host is added).",
+    )
+    max_attempts: int = 5
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 30.0
+    retry_after_max_s: float = 60.0
+    budget_s: float = Field(
+        default=300.0, description="Overall time budget per call, retries included."
+    )
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_concurrent_downloads: int = 4
+
+    def client(
+        self, logger: logging.Logger | None = None, client_tag: str | None = None
+    ) -> AperiodicClient:
+        return AperiodicClient(
+            self.api_url,
+            self.api_key,
+            retry=RetryConfig(
+                max_attempts=self.max_attempts,
+                backoff_initial_s=self.backoff_initial_s,
+                backoff_max_s=self.backoff_max_s,
+                retry_after_max_s=self.retry_after_max_s,
+                budget_s=self.budget_s,
+                connect_timeout_s=self.connect_timeout_s,
+                read_timeout_s=self.read_timeout_s,
+            ),
+            allowed_hosts=self.allowed_hosts,
+            max_file_bytes=self.max_file_bytes,
+            max_concurrent_downloads=self.max_concurrent_downloads,
+            client_tag=client_tag,
+            logger=logger,
+        )
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse: a local folder or ``s3://bucket/prefix`` (WAREHOUSE_URL)."""
+
+    url: str = Field(default="warehouse", description="WAREHOUSE_URL")
+
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.url)

@@ -1,0 +1,75 @@
+"""Shared fixtures: an in-process sandbox API on 127.0.0.1, a temporary warehouse and instance."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import dagster as dg
+import pytest
+
+from aperiodic_assets.api import AperiodicClient, RetryConfig
+from aperiodic_assets.resources import AperiodicResource, WarehouseResource
+from aperiodic_assets.sandbox import Sandbox, SandboxConfig
+from aperiodic_assets.universe import Instrument
+from aperiodic_assets.warehouse import Warehouse
+
+#: The sandbox clock in tests: files exist up to the day before.
+TODAY = date(2026, 11, 25)
+KEY = "sandbox"
+BTC_1H = Instrument("binance-futures", "perpetual-BTC-USDT:USDT", "1h", "exchange")
+#: Retries that do not sleep for real: the fault matrix runs in seconds.
+FAST_RETRY = RetryConfig(
+    max_attempts=4,
+    backoff_initial_s=0.01,
+    backoff_max_s=0.05,
+    jitter_s=0.01,
+    retry_after_max_s=0.2,
+    budget_s=20.0,
+    connect_timeout_s=2.0,
+    read_timeout_s=2.0,
+)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(api_key=KEY, today=TODAY)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def client(sandbox: Sandbox) -> Iterator[AperiodicClient]:
+    c = AperiodicClient(sandbox.base_url, KEY, retry=FAST_RETRY)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse")
+
+
+@pytest.fixture
+def instance(tmp_path) -> Iterator[dg.DagsterInstance]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with dg.instance_for_test(temp_dir=str(home)) as inst:
+        yield inst
+
+
+@pytest.fixture
+def resources(sandbox: Sandbox, warehouse: Warehouse) -> dict:
+    return {
+        "aperiodic": AperiodicResource(
+            api_url=sandbox.base_url,
+            api_key=KEY,
+            max_attempts=FAST_RETRY.max_attempts,
+            backoff_initial_s=FAST_RETRY.backoff_initial_s,
+            backoff_max_s=FAST_RETRY.backoff_max_s,
+            retry_after_max_s=FAST_RETRY.retry_after_max_s,
+            budget_s=FAST_RETRY.budget_s,
+            connect_timeout_s=FAST_RETRY.connect_timeout_s,
+            read_timeout_s=FAST_RETRY.read_timeout_s,
+        ),
+        "warehouse": WarehouseResource(url=warehouse.url),
+    }

@@ -1,0 +1,1025 @@
+"""The sandbox server: its data, its file catalogue, its HTTP contract and its faults.
+
+Every test talks to a sandbox on 127.0.0.1 only. Each test states one property of the sandbox;
+together they are its specification.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import types
+from collections.abc import Iterator
+from datetime import date, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aperiodic
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from aperiodic_assets.sandbox import RemoteSandbox, Sandbox, SandboxConfig
+from aperiodic_assets.sandbox import server as sandbox_server
+from aperiodic_assets.sandbox.catalog import Calendar, FileSpan, listing_date, object_path
+from aperiodic_assets.sandbox.data import (
+    SAMPLES_PER_INTERVAL,
+    encode_parquet,
+    generate,
+    metrics_from_amounts,
+    sample_amounts,
+)
+from aperiodic_assets.sandbox.faults import make_fault, parse_fault_list, parse_fault_spec
+from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA
+
+REPO = Path(__file__).resolve().parents[1]
+TODAY = date(2026, 9, 15)
+KEY = "sandbox"
+BN, OKX, HL = "binance-futures", "okx-perps", "hyperliquid-perps"
+BTC = "perpetual-BTC-USDT:USDT"
+ETH = "perpetual-ETH-USDT:USDT"
+TIMEOUT = 10
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(today=TODAY)) as sandbox:
+        yield sandbox
+
+
+def list_files(
+    sandbox: Sandbox, *, key: str | None = KEY, preview: bool = False, **overrides: str
+) -> requests.Response:
+    params = {
+        "timestamp": "exchange",
+        "interval": "1h",
+        "exchange": BN,
+        "symbol": BTC,
+        "start_date": "2026-07-01",
+        "end_date": "2026-07-31",
+        **overrides,
+    }
+    params = {k: v for k, v in params.items() if v is not None}
+    path = "/data/preview/l1_imbalance" if preview else "/data/l1_imbalance"
+    headers = {"X-API-KEY": key} if key is not None else {}
+    return requests.get(sandbox.base_url + path, params=params, headers=headers, timeout=TIMEOUT)
+
+
+def files_of(sandbox: Sandbox, **overrides: str) -> list[dict]:
+    response = list_files(sandbox, **overrides)
+    assert response.status_code == 200, response.text
+    return response.json()["files"]
+
+
+def first_url(sandbox: Sandbox, **overrides: str) -> str:
+    return files_of(sandbox, **overrides)[0]["url"]
+
+
+def labels(files: list[dict]) -> list[tuple[int, ...]]:
+    return [
+        (f["year"], f["month"], f["day"]) if "day" in f else (f["year"], f["month"]) for f in files
+    ]
+
+
+def download(url: str, **headers: str) -> requests.Response:
+    return requests.get(url, headers=headers, timeout=TIMEOUT)
+
+
+def table_of(body: bytes) -> pa.Table:
+    return pq.read_table(io.BytesIO(body))
+
+
+def days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def test_generated_table_has_exactly_the_file_schema():
+    table = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 7, 3))
+    assert table.schema == SCHEMA
+    assert table.num_rows == 48
+    times = table.column("time").to_numpy()
+    assert times[0] == np.datetime64("2026-07-01T00:00:00")
+    assert (np.diff(times) == np.timedelta64(3600, "s")).all()
+
+
+def test_generate_is_deterministic_and_encodes_to_identical_bytes():
+    a = encode_parquet(generate(OKX, ETH, "5m", "true", date(2026, 6, 1), date(2026, 6, 4)))
+    b = encode_parquet(generate(OKX, ETH, "5m", "true", date(2026, 6, 1), date(2026, 6, 4)))
+    assert a == b
+
+
+def test_generated_bytes_are_the_same_in_another_process_with_another_hash_seed():
+    table = generate(BN, BTC, "15m", "exchange", date(2026, 5, 1), date(2026, 5, 3))
+    here = hashlib.sha256(encode_parquet(table)).hexdigest()
+    code = (
+        "import hashlib; from datetime import date;"
+        "from aperiodic_assets.sandbox.data import generate, encode_parquet;"
+        f"t = generate({BN!r}, {BTC!r}, '15m', 'exchange', date(2026, 5, 1), date(2026, 5, 3));"
+        "print(hashlib.sha256(encode_parquet(t)).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == here
+
+
+def test_a_day_does_not_depend_on_the_requested_range():
+    month = generate(BN, BTC, "1m", "exchange", date(2026, 7, 1), date(2026, 8, 1))
+    pieces = [
+        generate(BN, BTC, "1m", "exchange", d, d + timedelta(days=1))
+        for d in days(date(2026, 7, 1), date(2026, 8, 1))
+    ]
+    assert pa.concat_tables(pieces).equals(month)
+    middle = generate(BN, BTC, "1m", "exchange", date(2026, 7, 10), date(2026, 7, 13))
+    assert middle.equals(month.slice(9 * 1440, 3 * 1440))
+
+
+def test_metric_identities_hold_exactly_on_generated_data():
+    df = generate(BN, BTC, "1m", "exchange", date(2026, 7, 1), date(2026, 8, 1)).to_pandas()
+    for suffix in ("", "_avg"):
+        bp, ap = df[f"bid_percentage{suffix}"].to_numpy(), df[f"ask_percentage{suffix}"].to_numpy()
+        ir = df[f"imbalance_ratio{suffix}"].to_numpy()
+        imb = df[f"imbalance{suffix}"].to_numpy()
+        bar = df[f"bid_ask_ratio{suffix}"].to_numpy()
+        assert np.abs(bp + ap - 1).max() < 1e-12
+        assert np.abs(ir - (bp - ap)).max() < 1e-12
+        # A sign identity for point values only: mean(b-a) and mean((b-a)/(b+a)) may differ.
+        if not suffix:
+            assert (np.sign(imb) == np.sign(ir)).all()
+        assert ((bp >= 0) & (bp <= 1) & (ap >= 0) & (ap <= 1)).all()
+        assert ((ir >= -1) & (ir <= 1)).all()
+        assert (bar >= 0).all()
+        assert not np.isnan(df[f"bid_ask_ratio{suffix}"]).any()
+    bp, ap, bar = (
+        df.bid_percentage.to_numpy(),
+        df.ask_percentage.to_numpy(),
+        df.bid_ask_ratio.to_numpy(),
+    )
+    finite = ap > 0
+    np.testing.assert_allclose(bar[finite], bp[finite] / ap[finite], rtol=1e-12)
+    assert (np.isinf(bar) == (ap == 0)).all()
+    assert np.isinf(bar).sum() >= 1, "this month is expected to hold a zero-ask interval end"
+    with np.errstate(divide="ignore"):
+        jensen = df.bid_percentage_avg / df.ask_percentage_avg
+    assert (df.bid_ask_ratio_avg.to_numpy() >= jensen.to_numpy() * (1 - 1e-12)).all()
+
+
+def test_metrics_are_computed_from_the_samples_by_their_definitions():
+    times, bid, ask = sample_amounts(
+        HL, "perpetual-BTC-USDC:USDC", "5m", "exchange", date(2026, 2, 1), date(2026, 3, 1)
+    )
+    table = generate(
+        HL, "perpetual-BTC-USDC:USDC", "5m", "exchange", date(2026, 2, 1), date(2026, 3, 1)
+    )
+    assert bid.shape == (table.num_rows, SAMPLES_PER_INTERVAL)
+    assert (bid > 0).all() and (ask >= 0).all()
+    b, a = bid[:, -1], ask[:, -1]
+    np.testing.assert_array_equal(table.column("imbalance").to_numpy(), b - a)
+    np.testing.assert_array_equal(table.column("bid_percentage").to_numpy(), b / (b + a))
+    np.testing.assert_array_equal(table.column("time").to_numpy(), times)
+    any_zero = (ask == 0).any(axis=1)
+    assert (np.isinf(table.column("bid_ask_ratio_avg").to_numpy()) == any_zero).all()
+    np.testing.assert_array_equal(
+        table.column("imbalance_ratio_avg").to_numpy(), ((bid - ask) / (bid + ask)).mean(axis=1)
+    )
+    assert set(metrics_from_amounts(bid, ask)) == set(METRIC_COLUMNS)
+
+
+def test_zero_ask_samples_are_rare():
+    _, _, ask = sample_amounts(BN, BTC, "1m", "exchange", date(2026, 1, 1), date(2026, 7, 1))
+    zeros_per_month = (ask == 0).sum() / 6
+    assert 1 <= zeros_per_month <= 15
+
+
+def test_true_timestamp_data_differs_slightly_from_exchange_timestamp_data():
+    ex = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 7, 8)).to_pandas()
+    tr = generate(BN, BTC, "1h", "true", date(2026, 7, 1), date(2026, 7, 8)).to_pandas()
+    assert (ex.time == tr.time).all()
+    diff = (tr.bid_percentage - ex.bid_percentage).abs()
+    assert diff.max() > 0
+    assert diff.median() < 0.02
+
+
+def test_republished_data_has_the_same_shape_but_other_values():
+    old = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 8, 1))
+    new = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 8, 1), revision=1)
+    assert old.column("time").equals(new.column("time"))
+    assert not old.column("imbalance").equals(new.column("imbalance"))
+
+
+# --- catalogue ----------------------------------------------------------------------------------
+
+
+def test_months_before_daily_from_are_one_monthly_file_each(sb: Sandbox):
+    files = files_of(sb, start_date="2026-05-15", end_date="2026-07-02")
+    assert labels(files) == [(2026, 5), (2026, 6), (2026, 7)]
+    assert all("day" not in f for f in files)
+
+
+def test_days_from_daily_from_on_are_daily_files(sb: Sandbox):
+    files = files_of(sb, start_date="2026-08-01", end_date="2026-08-31")
+    assert labels(files) == [(2026, 8, d) for d in range(1, 32)]
+
+
+def test_list_is_chronological_with_a_monthly_file_before_daily_files(sb: Sandbox):
+    files = files_of(sb, start_date="2026-06-20", end_date="2026-08-03")
+    assert labels(files) == [(2026, 6), (2026, 7), (2026, 8, 1), (2026, 8, 2), (2026, 8, 3)]
+
+
+def test_transition_month_is_a_monthly_file_for_the_first_days_then_daily_files():
+    with Sandbox(SandboxConfig(today=TODAY, daily_from=date(2026, 8, 11))) as sandbox:
+        files = files_of(sandbox, start_date="2026-08-01", end_date="2026-08-31")
+        assert labels(files) == [(2026, 8)] + [(2026, 8, d) for d in range(11, 32)]
+        monthly = table_of(download(files[0]["url"]).content)
+        times = monthly.column("time").to_numpy()
+        assert times[0] == np.datetime64("2026-08-01T00:00")
+        assert times[-1] == np.datetime64("2026-08-10T23:00")
+        assert monthly.num_rows == 10 * 24
+        daily = table_of(download(files[1]["url"]).content)
+        assert daily.column("time").to_numpy()[0] == np.datetime64("2026-08-11T00:00")
+        # A range that only touches the daily part of the transition month lists no monthly file.
+        assert labels(files_of(sandbox, start_date="2026-08-20", end_date="2026-08-21")) == [
+            (2026, 8, 20),
+            (2026, 8, 21),
+        ]
+
+
+def test_month_served_as_one_monthly_file_equals_the_same_month_served_daily():
+    with (
+        Sandbox(SandboxConfig(today=TODAY, daily_from=date(2026, 9, 1))) as monthly_sb,
+        Sandbox(SandboxConfig(today=TODAY, daily_from=date(2026, 8, 1))) as daily_sb,
+    ):
+        aug = {"start_date": "2026-08-01", "end_date": "2026-08-31", "interval": "15m"}
+        (monthly,) = files_of(monthly_sb, **aug)
+        dailies = files_of(daily_sb, **aug)
+        assert len(dailies) == 31
+        whole = table_of(download(monthly["url"]).content)
+        pieces = pa.concat_tables([table_of(download(f["url"]).content) for f in dailies])
+        assert whole.equals(pieces)
+
+
+def test_no_files_before_the_listing_day_and_the_listing_month_starts_on_it(sb: Sandbox):
+    assert listing_date(BN, BTC) == date(2019, 9, 8)
+    files = files_of(sb, start_date="2019-07-01", end_date="2019-10-31")
+    assert labels(files) == [(2019, 9), (2019, 10)]
+    september = table_of(download(files[0]["url"]).content)
+    assert september.column("time").to_numpy()[0] == np.datetime64("2019-09-08T00:00")
+    assert september.num_rows == 23 * 24
+    assert files_of(sb, start_date="2019-01-01", end_date="2019-08-31") == []
+
+
+def test_files_exist_only_up_to_yesterday(sb: Sandbox):
+    files = files_of(sb, start_date="2026-09-01", end_date="2026-12-31")
+    assert labels(files) == [(2026, 9, d) for d in range(1, 15)]
+    assert files_of(sb, start_date="2026-09-15", end_date="2026-09-30") == []
+
+
+def test_the_current_month_before_daily_from_is_a_monthly_file_up_to_yesterday():
+    with Sandbox(SandboxConfig(today=date(2026, 7, 20))) as sandbox:
+        (july,) = files_of(sandbox)
+        table = table_of(download(july["url"]).content)
+        assert table.num_rows == 19 * 24
+        assert table.column("time").to_numpy()[-1] == np.datetime64("2026-07-19T23:00")
+
+
+def test_set_today_moves_the_clock(sb: Sandbox):
+    sb.set_today(date(2026, 9, 20))
+    files = files_of(sb, start_date="2026-09-01", end_date="2026-09-30")
+    assert labels(files)[-1] == (2026, 9, 19)
+
+
+def test_calendar_lists_a_monthly_file_when_any_of_its_days_overlaps_the_range():
+    calendar = Calendar(today=TODAY, daily_from=date(2026, 8, 1))
+    spans = calendar.files(date(2019, 9, 8), date(2026, 7, 31), date(2026, 7, 31))
+    assert [(s.year, s.month, s.day) for s in spans] == [(2026, 7, None)]
+    assert (spans[0].first, spans[0].end) == (date(2026, 7, 1), date(2026, 8, 1))
+
+
+def test_symbols_lists_the_exchange_catalogue(sb: Sandbox):
+    response = requests.get(
+        sb.base_url + "/metadata/symbols",
+        params={"exchange": HL},
+        headers={"X-API-KEY": KEY},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["exchange"] == HL and body["bucket"] == "l1_imbalance"
+    assert {"perpetual-BTC-USDC:USDC", "perpetual-ETH-USDC:USDC"} <= set(body["symbols"])
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("key", "code"), [(None, "missing_api_key"), ("wrong", "invalid_api_key")])
+def test_missing_or_wrong_api_key_is_unauthorized(sb: Sandbox, key: str | None, code: str):
+    response = list_files(sb, key=key)
+    assert response.status_code == 401
+    body = response.json()
+    assert body["code"] == code and body["error"] and isinstance(body["details"], list)
+
+
+def test_configured_api_key_is_the_one_accepted():
+    with Sandbox(SandboxConfig(api_key="s3cret", today=TODAY)) as sandbox:
+        assert list_files(sandbox, key="s3cret").status_code == 200
+        assert list_files(sandbox, key=KEY).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"interval": "2m"}, "invalid_interval"),
+        ({"exchange": "ftx"}, "invalid_exchange"),
+        ({"timestamp": "local"}, "invalid_timestamp"),
+        ({"start_date": "2026-7-1"}, "invalid_date"),
+        ({"end_date": "2026-02-30"}, "invalid_date"),
+        ({"start_date": "yesterday"}, "invalid_date"),
+        ({"start_date": "2026-07-10", "end_date": "2026-07-09"}, "invalid_date_range"),
+        ({"symbol": None}, "missing_parameter"),
+        ({"interval": ""}, "missing_parameter"),
+    ],
+)
+def test_bad_list_parameters_are_a_bad_request(sb: Sandbox, overrides: dict, code: str):
+    response = list_files(sb, **overrides)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == code
+    assert body["details"] and all(isinstance(d, str) for d in body["details"])
+
+
+def test_unknown_symbol_is_not_found(sb: Sandbox):
+    response = list_files(sb, symbol="perpetual-DOGE-USDT:USDT")
+    assert response.status_code == 404
+    assert response.json()["code"] == "symbol_not_found"
+
+
+def test_unknown_path_is_a_json_not_found(sb: Sandbox):
+    response = requests.get(sb.base_url + "/data/l2_imbalance", timeout=TIMEOUT)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_post_to_the_api_is_not_allowed(sb: Sandbox):
+    response = requests.post(sb.base_url + "/data/l1_imbalance", timeout=TIMEOUT)
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_symbols_errors_are_json(sb: Sandbox):
+    url = sb.base_url + "/metadata/symbols"
+    assert requests.get(url, params={"exchange": BN}, timeout=TIMEOUT).status_code == 401
+    bad = requests.get(url, params={"exchange": "ftx"}, headers={"X-API-KEY": KEY}, timeout=TIMEOUT)
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_exchange"
+
+
+def test_preview_endpoint_accepts_the_demo_key_and_serves_the_same_files(sb: Sandbox):
+    preview = files_of(sb, key="DEMO-KEY", preview=True)
+    regular = files_of(sb)
+    assert labels(preview) == labels(regular)
+    assert download(preview[0]["url"]).content == download(regular[0]["url"]).content
+    assert list_files(sb, key="DEMO-KEY").status_code == 401
+    assert list_files(sb, key=None, preview=True).status_code == 401
+
+
+# --- downloads ----------------------------------------------------------------------------------
+
+
+def test_same_request_gives_identical_bytes_and_etag_even_across_sandboxes(sb: Sandbox):
+    first = download(first_url(sb))
+    second = download(first_url(sb))
+    assert first.status_code == second.status_code == 200
+    assert first.content == second.content
+    assert first.headers["ETag"] == second.headers["ETag"]
+    sandbox_server.render_file.cache_clear()
+    with Sandbox(SandboxConfig(today=TODAY)) as other:
+        third = download(first_url(other))
+    assert third.content == first.content
+    assert third.headers["ETag"] == first.headers["ETag"]
+    assert third.headers["Last-Modified"] == first.headers["Last-Modified"]
+
+
+def test_download_has_s3_like_headers_and_the_generated_rows(sb: Sandbox):
+    response = download(first_url(sb))
+    body = response.content
+    assert response.headers["Content-Type"] == "application/octet-stream"
+    assert int(response.headers["Content-Length"]) == len(body)
+    assert response.headers["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+    assert parsedate_to_datetime(response.headers["Last-Modified"]).year == 2026
+    assert response.headers["Accept-Ranges"] == "bytes"
+    expected = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 8, 1))
+    assert table_of(body).equals(expected)
+
+
+def test_head_returns_the_headers_without_a_body(sb: Sandbox):
+    url = first_url(sb)
+    full = download(url)
+    head = requests.head(url, timeout=TIMEOUT)
+    assert head.status_code == 200
+    assert head.content == b""
+    for name in ("Content-Length", "ETag", "Last-Modified"):
+        assert head.headers[name] == full.headers[name]
+
+
+def test_range_request_returns_206_with_the_right_slice(sb: Sandbox):
+    url = first_url(sb)
+    full = download(url).content
+    part = download(url, Range="bytes=10-99")
+    assert part.status_code == 206
+    assert part.content == full[10:100]
+    assert part.headers["Content-Range"] == f"bytes 10-99/{len(full)}"
+    assert part.headers["Content-Length"] == "90"
+    tail = download(url, Range="bytes=-8")
+    assert tail.status_code == 206 and tail.content == full[-8:]
+    assert tail.content.endswith(b"PAR1")
+    open_ended = download(url, Range=f"bytes={len(full) - 4}-")
+    assert open_ended.status_code == 206 and open_ended.content == b"PAR1"
+    unsatisfiable = download(url, Range=f"bytes={len(full)}-")
+    assert unsatisfiable.status_code == 416
+    assert unsatisfiable.headers["Content-Range"] == f"bytes */{len(full)}"
+
+
+def test_matching_if_none_match_is_not_modified(sb: Sandbox):
+    url = first_url(sb)
+    etag = download(url).headers["ETag"]
+    response = download(url, **{"If-None-Match": etag})
+    assert response.status_code == 304 and response.content == b""
+    assert download(url, **{"If-None-Match": '"other"'}).status_code == 200
+
+
+def test_expired_url_is_forbidden():
+    with Sandbox(SandboxConfig(today=TODAY, url_ttl_s=0)) as sandbox:
+        response = download(first_url(sandbox))
+    assert response.status_code == 403
+    assert "<Code>AccessDenied</Code>" in response.text
+    assert "expired" in response.text
+
+
+def test_tampered_signature_is_forbidden(sb: Sandbox):
+    url = first_url(sb)
+    flipped = url[:-1] + ("0" if url[-1] != "0" else "1")
+    response = download(flipped)
+    assert response.status_code == 403
+    assert "SignatureDoesNotMatch" in response.text
+
+
+def test_signature_for_one_file_does_not_open_another(sb: Sandbox):
+    url = first_url(sb)
+    parts = urlsplit(url)
+    other = parts._replace(path=parts.path.replace("/2026/07.parquet", "/2026/06.parquet"))
+    assert download(other.geturl()).status_code == 403
+    longer = parts._replace(query=parts.query.replace("X-Amz-Expires=300", "X-Amz-Expires=3000"))
+    assert download(longer.geturl()).status_code == 403
+
+
+def test_unsigned_file_url_is_forbidden(sb: Sandbox):
+    url = first_url(sb).split("?")[0]
+    assert download(url).status_code == 403
+
+
+def test_signed_url_for_a_file_that_does_not_exist_is_not_found(sb: Sandbox):
+    future_day = FileSpan(2026, 9, 20, date(2026, 9, 20), date(2026, 9, 21))
+    path = object_path(BN, BTC, "1h", "exchange", future_day)
+    assert path.endswith("/perpetual-BTC-USDT%3AUSDT/1h/exchange/2026/09/20.parquet")
+    url = f"{sb.root_url}{path}?{sb.state.signer.sign(path, 300)}"
+    response = download(url)
+    assert response.status_code == 404
+    assert "NoSuchKey" in response.text
+
+
+def test_republish_changes_bytes_and_etag_and_revision_zero_restores_them(sb: Sandbox):
+    before = download(first_url(sb))
+    august_before = download(first_url(sb, start_date="2026-08-05", end_date="2026-08-05"))
+    sb.republish(BN, BTC, "2026-07", revision=2)
+    after = download(first_url(sb))
+    assert after.content != before.content
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert table_of(after.content).equals(
+        generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 8, 1), revision=2)
+    )
+    assert download(first_url(sb, start_date="2026-08-05", end_date="2026-08-05")).content == (
+        august_before.content
+    )
+    assert download(first_url(sb, symbol=ETH)).status_code == 200
+    sb.republish(BN, BTC, "2026-07", revision=0)
+    assert download(first_url(sb)).content == before.content
+
+
+def test_republish_applies_to_the_daily_files_of_the_month(sb: Sandbox):
+    one_day = {"start_date": "2026-08-05", "end_date": "2026-08-05"}
+    before = download(first_url(sb, **one_day)).headers["ETag"]
+    sb.republish(BN, BTC, "2026-08", revision=1)
+    assert download(first_url(sb, **one_day)).headers["ETag"] != before
+
+
+def test_corrupt_applies_the_corruption_function_to_matching_files_only(
+    sb: Sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    calls: list[tuple[str, str]] = []
+
+    def apply_corruption(table: pa.Table, mode: str, interval: str) -> pa.Table:
+        calls.append((mode, interval))
+        return table.slice(0, 5)
+
+    fake = types.ModuleType("aperiodic_assets.sandbox.corruption")
+    fake.apply_corruption = apply_corruption  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aperiodic_assets.sandbox.corruption", fake)
+    sandbox_server.render_file.cache_clear()
+    clean = download(first_url(sb))
+    sb.corrupt("duplicate_times", exchange=BN, month="2026-07")
+    corrupted = download(first_url(sb))
+    assert calls == [("duplicate_times", "1h")]
+    assert table_of(corrupted.content).num_rows == 5
+    assert corrupted.headers["ETag"] != clean.headers["ETag"]
+    assert table_of(download(first_url(sb, start_date="2026-06-01")).content).num_rows == 30 * 24
+    assert table_of(download(first_url(sb, exchange=OKX)).content).num_rows == 31 * 24
+    sb.clear_corruption()
+    assert download(first_url(sb)).content == clean.content
+    with pytest.raises(ValueError, match="unknown corruption mode"):
+        sb.corrupt("set_on_fire")
+    sandbox_server.render_file.cache_clear()
+
+
+# --- faults -------------------------------------------------------------------------------------
+
+
+def test_status_fault_answers_503_with_a_json_error_then_clears(sb: Sandbox):
+    sb.inject("status")
+    response = list_files(sb)
+    assert response.status_code == 503
+    assert response.json()["code"] == "injected_fault"
+    assert list_files(sb).status_code == 200
+
+
+def test_fault_count_clears_after_n_requests(sb: Sandbox):
+    sb.inject("status", count=2, status=502)
+    assert [list_files(sb).status_code for _ in range(3)] == [502, 502, 200]
+    assert sb.faults() == []
+
+
+def test_fault_with_count_minus_one_stays_until_cleared(sb: Sandbox):
+    sb.inject("status", count=-1, status=504)
+    assert [list_files(sb).status_code for _ in range(4)] == [504] * 4
+    sb.clear_faults()
+    assert list_files(sb).status_code == 200
+
+
+def test_status_download_fault_hits_downloads_not_lists(sb: Sandbox):
+    sb.inject("status_download", status=500)
+    url = first_url(sb)
+    response = download(url)
+    assert response.status_code == 500
+    assert response.json()["code"] == "injected_fault"
+    assert download(url).status_code == 200
+
+
+def test_rate_limit_fault_is_429_with_retry_after_seconds(sb: Sandbox):
+    sb.inject("rate_limit", seconds=3)
+    response = list_files(sb)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "3"
+    assert response.json()["code"] == "rate_limited"
+
+
+def test_rate_limit_fault_can_send_retry_after_as_an_http_date(sb: Sandbox):
+    sb.inject("rate_limit", seconds=120, http_date=True)
+    response = list_files(sb)
+    assert response.status_code == 429
+    when = parsedate_to_datetime(response.headers["Retry-After"])
+    assert 100 < when.timestamp() - time.time() < 140
+
+
+def test_reset_fault_drops_the_connection_without_a_response(sb: Sandbox):
+    sb.inject("reset")
+    with pytest.raises(requests.ConnectionError):
+        list_files(sb)
+    assert list_files(sb).status_code == 200
+    assert [r["status"] for r in sb.requests() if r["kind"] == "list"] == [0, 200]
+
+
+def test_reset_fault_can_target_downloads(sb: Sandbox):
+    sb.inject("reset", target="download")
+    url = first_url(sb)
+    with pytest.raises(requests.ConnectionError):
+        download(url)
+    assert download(url).status_code == 200
+
+
+def test_truncate_fault_sends_full_content_length_but_half_the_body(sb: Sandbox):
+    sb.inject("truncate")
+    url = first_url(sb)
+    assert requests.head(url, timeout=TIMEOUT).status_code == 200  # HEAD does not use it up
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        response = conn.getresponse()
+        assert response.status == 200
+        declared = int(response.getheader("Content-Length"))
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            response.read()
+        assert len(caught.value.partial) == declared // 2
+    finally:
+        conn.close()
+    assert len(download(url).content) == declared
+
+
+def test_stall_fault_sends_headers_then_nothing_so_the_client_times_out(sb: Sandbox):
+    sb.inject("stall", seconds=5)
+    url = first_url(sb)
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=0.3)
+    started = time.monotonic()
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        response = conn.getresponse()
+        assert response.status == 200
+        with pytest.raises(TimeoutError):
+            response.read()
+    finally:
+        conn.close()
+    assert time.monotonic() - started < 4.0  # well before the stall would have ended
+    assert download(url).status_code == 200
+
+
+def test_stopping_the_sandbox_wakes_a_stalled_response():
+    sandbox = Sandbox(SandboxConfig(today=TODAY)).start()
+    sandbox.inject("stall", seconds=30)
+    url = first_url(sandbox)
+    outcome: list[object] = []
+
+    def fetch() -> None:
+        try:
+            outcome.append(requests.get(url, timeout=20).status_code)
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=fetch)
+    worker.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    sandbox.stop()
+    worker.join(timeout=5)
+    assert time.monotonic() - started < 3
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], requests.RequestException)
+
+
+def test_expire_urls_fault_hands_out_urls_that_are_already_expired(sb: Sandbox):
+    sb.inject("expire_urls")
+    stale = first_url(sb)
+    response = download(stale)
+    assert response.status_code == 403 and "expired" in response.text
+    assert download(first_url(sb)).status_code == 200
+
+
+def test_foreign_host_fault_points_the_list_at_another_host(sb: Sandbox):
+    sb.inject("foreign_host")
+    files = files_of(sb)
+    assert all(f["url"].startswith("https://files.example.com/files/l1_imbalance/") for f in files)
+    assert first_url(sb).startswith(sb.root_url + "/files/")
+
+
+def test_corrupt_parquet_fault_serves_bytes_that_are_not_parquet(sb: Sandbox):
+    url = first_url(sb)
+    good = download(url).content
+    sb.inject("corrupt_parquet")
+    response = download(url)
+    assert response.status_code == 200
+    assert int(response.headers["Content-Length"]) == len(response.content) == len(good)
+    assert response.content != good
+    with pytest.raises(pa.ArrowInvalid):
+        table_of(response.content)
+
+
+def test_oversize_fault_streams_a_body_of_the_requested_size(sb: Sandbox):
+    size = 3 * 1024 * 1024 + 5
+    sb.inject("oversize", count=2, bytes=size)
+    url = first_url(sb)
+    with requests.get(url, stream=True, timeout=TIMEOUT) as response:
+        assert int(response.headers["Content-Length"]) == size
+        assert sum(len(c) for c in response.iter_content(256 * 1024)) == size
+    with requests.get(url, stream=True, timeout=TIMEOUT) as response:  # a client that gives up
+        next(response.iter_content(64 * 1024))
+    assert download(url).status_code == 200
+
+
+def test_fault_filters_match_exchange_symbol_and_month(sb: Sandbox):
+    sb.inject("status", count=-1, exchange=OKX)
+    sb.inject("status", count=-1, symbol=ETH, status=502)
+    sb.inject("status", count=-1, month="2026-06", status=500)
+    assert list_files(sb).status_code == 200
+    assert list_files(sb, exchange=OKX).status_code == 503
+    assert list_files(sb, symbol=ETH).status_code == 502
+    assert list_files(sb, start_date="2026-06-10").status_code == 500
+    sb.clear_faults()
+    sb.inject("status_download", month="2026-08")
+    assert download(first_url(sb)).status_code == 200
+    assert (
+        download(first_url(sb, start_date="2026-08-02", end_date="2026-08-02")).status_code == 503
+    )
+
+
+def test_fault_names_counts_and_parameters_are_validated():
+    with pytest.raises(ValueError, match="unknown fault"):
+        make_fault("meteor")
+    with pytest.raises(ValueError, match="count"):
+        make_fault("status", count=0)
+    with pytest.raises(ValueError, match="no parameter"):
+        make_fault("reset", seconds=3)
+    with pytest.raises(ValueError, match="target"):
+        make_fault("truncate", target="list")
+
+
+def test_fault_spec_syntax_for_cli_and_environment():
+    fault = parse_fault_spec("status:2:status=502:month=2026-07")
+    assert (fault.name, fault.remaining, fault.params["status"], fault.month) == (
+        "status",
+        2,
+        502,
+        "2026-07",
+    )
+    assert parse_fault_spec("reset").remaining == 1
+    stall = parse_fault_spec("stall:-1:seconds=1.5")
+    assert (stall.remaining, stall.params["seconds"]) == (-1, 1.5)
+    assert parse_fault_spec("rate_limit:1:http_date=true").params["http_date"] is True
+    assert [f.name for f in parse_fault_list("status:1, truncate ,")] == ["status", "truncate"]
+
+
+# --- request log and admin endpoints -------------------------------------------------------------
+
+
+def test_request_log_records_every_request_without_query_strings(sb: Sandbox):
+    files_of(sb)
+    url = first_url(sb)
+    requests.get(url, headers={"X-Client-Tag": "run-42"}, timeout=TIMEOUT)
+    requests.get(
+        sb.base_url + "/metadata/symbols",
+        params={"exchange": BN},
+        headers={"X-API-KEY": KEY},
+        timeout=TIMEOUT,
+    )
+    log = sb.requests()
+    assert [r["kind"] for r in log] == ["list", "list", "download", "symbols"]
+    assert all(set(r) >= {"t", "method", "path", "status", "kind", "client"} for r in log)
+    assert all("?" not in r["path"] and "Signature" not in r["path"] for r in log)
+    assert log[2]["client"] == "run-42" and log[0]["client"] is None
+    assert log[2]["path"] == urlsplit(url).path
+    assert all(r["status"] == 200 and r["method"] == "GET" for r in log)
+    assert log[0]["t"] <= log[-1]["t"]
+    sb.reset_log()
+    assert sb.requests() == []
+
+
+def test_admin_http_endpoints_steer_the_sandbox(sb: Sandbox):
+    admin = sb.root_url + "/_sandbox/"
+
+    def post(name: str, payload: dict) -> requests.Response:
+        return requests.post(admin + name, json=payload, timeout=TIMEOUT)
+
+    assert (
+        post("inject", {"fault": "status", "count": 1, "params": {"status": 502}}).status_code
+        == 200
+    )
+    assert list_files(sb).status_code == 502
+    assert post("inject", {"fault": "rate_limit", "seconds": 7}).status_code == 200
+    assert list_files(sb).headers["Retry-After"] == "7"
+    assert post("set_today", {"today": "2026-09-03"}).status_code == 200
+    assert labels(files_of(sb, start_date="2026-09-01", end_date="2026-09-30")) == [
+        (2026, 9, 1),
+        (2026, 9, 2),
+    ]
+    before = download(first_url(sb)).headers["ETag"]
+    reply = post("republish", {"exchange": BN, "symbol": BTC, "month": "2026-07", "revision": 3})
+    assert reply.json()["state"]["revisions"] == [
+        {"exchange": BN, "symbol": BTC, "month": "2026-07", "revision": 3}
+    ]
+    assert download(first_url(sb)).headers["ETag"] != before
+    post("inject", {"fault": "status", "count": -1})
+    assert post("clear_faults", {}).json()["state"]["faults"] == []
+    log = requests.get(admin + "requests", timeout=TIMEOUT).json()
+    assert {r["kind"] for r in log} == {"admin", "list", "download"}
+    assert post("reset_log", {}).status_code == 200
+    assert [r["kind"] for r in sb.requests()] == ["admin"]
+    state = requests.get(admin + "state", timeout=TIMEOUT).json()
+    assert state["today"] == "2026-09-03" and state["daily_from"] == "2026-08-01"
+
+
+def test_admin_endpoints_reject_bad_requests_with_json_errors(sb: Sandbox):
+    admin = sb.root_url + "/_sandbox/"
+    bad_fault = requests.post(admin + "inject", json={"fault": "meteor"}, timeout=TIMEOUT)
+    assert bad_fault.status_code == 400 and "meteor" in bad_fault.json()["details"][0]
+    bad_json = requests.post(admin + "set_today", data=b"{not json", timeout=TIMEOUT)
+    assert bad_json.status_code == 400
+    missing = requests.post(admin + "republish", json={"exchange": BN}, timeout=TIMEOUT)
+    assert missing.status_code == 400
+    unknown = requests.post(admin + "explode", json={}, timeout=TIMEOUT)
+    assert unknown.status_code == 404
+    assert requests.get(admin + "inject", timeout=TIMEOUT).status_code == 405
+
+
+def test_remote_sandbox_steers_a_sandbox_over_http(sb: Sandbox):
+    remote = RemoteSandbox(sb.base_url)
+    assert remote.root_url == sb.root_url
+    remote.inject("status", count=1, exchange=BN, status=503)
+    assert remote.faults()[0]["params"]["status"] == 503
+    assert list_files(sb).status_code == 503
+    remote.set_today("2026-09-02")
+    assert labels(files_of(sb, start_date="2026-09-01", end_date="2026-09-30")) == [(2026, 9, 1)]
+    remote.republish(BN, BTC, "2026-07", 1)
+    assert sb.snapshot()["revisions"][0]["revision"] == 1
+    # inject, state (faults()), list, set_today, list, republish; the log GET is not in its own copy
+    kinds = ["admin", "admin", "list", "admin", "list", "admin"]
+    assert [r["kind"] for r in remote.requests()] == kinds
+    remote.reset_log()
+    assert [r["path"] for r in sb.requests()] == ["/_sandbox/reset_log"]
+    with pytest.raises(ValueError, match="HTTP 400"):
+        remote.inject("meteor")
+
+
+# --- the official client ------------------------------------------------------------------------
+
+
+def test_official_client_reads_the_sandbox_unchanged(sb: Sandbox):
+    expected = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 9, 1)).to_pandas()
+    common = {
+        "metric": "l1_imbalance",
+        "timestamp": "exchange",
+        "interval": "1h",
+        "exchange": BN,
+        "symbol": BTC,
+        "start_date": date(2026, 7, 1),
+        "end_date": date(2026, 8, 31),
+        "base_url": sb.base_url,
+        "output": "pandas",
+        "show_progress": False,
+    }
+    frame = aperiodic.get_metrics(api_key=KEY, **common)
+    pd.testing.assert_frame_equal(frame, expected)
+    preview = aperiodic.get_metrics(preview=True, **common)
+    pd.testing.assert_frame_equal(preview, expected)
+    symbols = aperiodic.get_symbols(api_key=KEY, exchange=OKX, base_url=sb.base_url)
+    assert BTC in symbols and ETH in symbols
+    kinds = [r["kind"] for r in sb.requests()]
+    assert kinds.count("download") == 2 * 32 and kinds.count("list") == 2
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aperiodic_assets.sandbox", "--port", "0", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    if not ready:
+        proc.kill()
+        raise AssertionError("the sandbox printed nothing within 30 s")
+    line = proc.stdout.readline().strip()
+    prefix = "Aperiodic sandbox listening on "
+    assert line.startswith(prefix), line
+    return proc, line[len(prefix) :]
+
+
+def stop_cli(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.terminate()
+    try:
+        _, stderr = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return proc.returncode, stderr
+
+
+def test_cli_prints_its_url_serves_and_stops_cleanly_on_sigterm():
+    proc, base_url = start_cli("--today", "2026-09-15")
+    try:
+        assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/api/v1")
+        response = requests.get(
+            base_url + "/metadata/symbols",
+            params={"exchange": BN},
+            headers={"X-API-KEY": KEY},
+            timeout=TIMEOUT,
+        )
+        assert response.status_code == 200 and BTC in response.json()["symbols"]
+    finally:
+        returncode, stderr = stop_cli(proc)
+    assert returncode == 0, stderr
+    assert stderr == ""
+
+
+def test_cli_flags_set_daily_from_and_a_corruption_for_all_files():
+    proc, base_url = start_cli(
+        "--today", "2026-09-15", "--daily-from", "2026-09-01", "--corrupt", "gap"
+    )
+    try:
+        state = RemoteSandbox(base_url).snapshot()
+    finally:
+        stop_cli(proc)
+    assert state["daily_from"] == "2026-09-01" and state["today"] == "2026-09-15"
+    assert state["corruptions"] == [
+        {"mode": "gap", "exchange": None, "symbol": None, "month": None}
+    ]
+
+
+def test_cli_rejects_an_unknown_fault():
+    out = subprocess.run(
+        [sys.executable, "-m", "aperiodic_assets.sandbox", "--fault", "meteor:2"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "unknown fault 'meteor'" in out.stderr
+
+
+def test_cli_takes_key_clock_faults_from_flags_and_environment_and_never_logs_secrets():
+    proc, base_url = start_cli(
+        "--key",
+        "cli-key",
+        "--fault",
+        "status:1:status=502",
+        "--url-ttl",
+        "60",
+        "--verbose",
+        env={
+            "APERIODIC_SANDBOX_TODAY": "2026-08-03",
+            "APERIODIC_SANDBOX_FAULTS": "rate_limit:1:seconds=2",
+        },
+    )
+    try:
+        params = {
+            "timestamp": "exchange",
+            "interval": "1h",
+            "exchange": BN,
+            "symbol": BTC,
+            "start_date": "2026-08-01",
+            "end_date": "2026-08-31",
+        }
+        url = base_url + "/data/l1_imbalance"
+
+        def get() -> requests.Response:
+            headers = {"X-API-KEY": "cli-key"}
+            return requests.get(url, params=params, headers=headers, timeout=TIMEOUT)
+
+        assert get().status_code == 502
+        assert get().status_code == 429
+        listed = get().json()["files"]
+        assert labels(listed) == [(2026, 8, 1), (2026, 8, 2)]
+        assert "X-Amz-Expires=60" in listed[0]["url"]
+        assert download(listed[0]["url"]).status_code == 200
+        remote = RemoteSandbox(base_url)
+        remote.inject("status")
+        assert get().status_code == 503
+    finally:
+        returncode, stderr = stop_cli(proc)
+    assert returncode == 0
+    assert "GET /api/v1/data/l1_imbalance 502" in stderr
+    assert "/files/l1_imbalance/" in stderr
+    assert "X-Amz" not in stderr and "cli-key" not in stderr and "?" not in stderr
+
+
+def test_sandbox_never_imports_dagster():
+    code = (
+        "import sys, aperiodic_assets.sandbox, aperiodic_assets.sandbox.__main__;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_json_body_of_every_api_error_has_error_details_and_code(sb: Sandbox):
+    responses = [
+        list_files(sb, key=None),
+        list_files(sb, interval="7m"),
+        list_files(sb, symbol="nope"),
+        requests.get(sb.base_url + "/nowhere", timeout=TIMEOUT),
+    ]
+    for response in responses:
+        body = json.loads(response.text)
+        assert set(body) == {"error", "details", "code"}, body
