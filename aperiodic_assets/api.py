@@ -266,8 +266,9 @@ class AperiodicClient:
                 labels = [f.label for f in still_expired] + missing
                 raise UrlExpiredError(
                     f"{instrument.key} {month}: download URL(s) for {labels} were refused"
-                    " (HTTP 403) twice, also after listing the files again. The clock of this machine may be"
-                    " off, or the API is handing out URLs that are already expired; retry later."
+                    " (HTTP 403) twice, also after listing the files again. The clock of this"
+                    " machine may be off, or the API is handing out URLs that are already"
+                    " expired; retry later."
                 )
         return sorted(done, key=lambda s: s.info.sort_key)
 

@@ -61,8 +61,10 @@ def _materialize(n_months: int) -> int:
     from .definitions import defs
     from .months import Month
     from .partitions import UNIVERSE, partition_key
+    from .warehouse import Warehouse
 
     instance = dg.DagsterInstance.get()
+    warehouse_url = Warehouse(os.environ["WAREHOUSE_URL"]).url
     job = defs.resolve_job_def("l1_imbalance_job")
     last = Month.of(datetime.now(UTC).date()).previous()
     months = [last]
@@ -76,17 +78,18 @@ def _materialize(n_months: int) -> int:
             result = job.execute_in_process(
                 partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET
             )
-            rows.append(_row(instrument.key, month.key, result))
+            rows.append(_row(instrument.key, month.key, result, warehouse_url))
             failures += not result.success
     _print_table(rows)
+    landed = sum(r["status"] == "ok" for r in rows)
     print(
-        f"\n{len(rows) - failures} of {len(rows)} partitions materialized into "
-        f"{os.environ['WAREHOUSE_URL']}; runs recorded in DAGSTER_HOME={os.environ['DAGSTER_HOME']}"
+        f"\n{landed} of {len(rows)} partitions materialized into {warehouse_url};"
+        f" runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')}"
     )
     return 1 if failures else 0
 
 
-def _row(instrument: str, month: str, result) -> dict[str, str]:
+def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, str]:
     row = {"instrument": instrument, "month": month, "status": "ok" if result.success else "FAILED"}
     events = result.get_asset_materialization_events()
     if events:
@@ -96,7 +99,7 @@ def _row(instrument: str, month: str, result) -> dict[str, str]:
             rows=str(meta.get("rows", "")),
             bytes=str(meta.get("bytes", "")),
             data_version=str(mat.tags.get("dagster/data_version", ""))[:12],
-            path=str(meta.get("path", "")),
+            path=str(meta.get("path", "")).removeprefix(warehouse_url + "/"),
         )
         checks = result.get_asset_check_evaluations()
         if checks:

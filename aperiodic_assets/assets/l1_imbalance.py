@@ -7,6 +7,7 @@ No check result is emitted then: it would attach to the previous, still valid, m
 """
 
 import math
+import warnings
 from collections.abc import Iterator
 
 import dagster as dg
@@ -21,15 +22,19 @@ L1_IMBALANCE = dg.AssetKey(["aperiodic", "l1_imbalance"])
 API_POOL = "aperiodic_api"
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
-CHECK_SPECS = [
-    dg.AssetCheckSpec(
-        spec.name,
-        asset=L1_IMBALANCE,
-        description=f"[{spec.severity}] {spec.description}",
-        partitions_def=l1_partitions,
-    )
-    for spec in CHECKS
-]
+with warnings.catch_warnings():
+    # Partitioned check specs are a preview feature; they are what makes each partition show
+    # its own check results instead of one check over all partitions.
+    warnings.simplefilter("ignore", dg.PreviewWarning)
+    CHECK_SPECS = [
+        dg.AssetCheckSpec(
+            spec.name,
+            asset=L1_IMBALANCE,
+            description=f"[{spec.severity}] {spec.description}",
+            partitions_def=l1_partitions,
+        )
+        for spec in CHECKS
+    ]
 
 
 class L1ImbalanceConfig(dg.Config):
