@@ -87,9 +87,8 @@ def test_corruption_of_one_daily_file_fails_exactly_the_check_named_for_it(mode:
     assert failed(report) == {MODES[mode]}, report.summary()
 
 
-def test_a_gap_needs_a_row_to_keep() -> None:
-    with pytest.raises(ValueError, match="at least two rows"):
-        apply_corruption(build_table("1d", rows=1), "gap", "1d")
+def test_a_gap_in_a_one_row_file_removes_that_row() -> None:
+    assert apply_corruption(build_table("1d", rows=1), "gap", "1d").num_rows == 0
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -94,7 +94,8 @@ def apply_corruption(table: pa.Table, mode: str, interval: str) -> pa.Table:
             return table.slice(0, 0)
         case "gap":
             if table.num_rows < 2:
-                raise ValueError("a gap needs at least two rows: one to remove, one to keep")
+                # A one-row file (a daily file of 1d data): the gap is that whole day.
+                return table.slice(0, 0)
             length = min(max(1, _GAP_HOURS * 3600 // step), table.num_rows - 1)
             start = (table.num_rows - length) // 2
             return pa.concat_tables([table.slice(0, start), table.slice(start + length)])

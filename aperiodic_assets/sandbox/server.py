@@ -41,6 +41,7 @@ from ..months import Month
 from ..schema import EXCHANGES, INTERVALS, METRIC, TIMESTAMP_MODES
 from . import faults as fx
 from .catalog import LISTINGS, Calendar, FileSpan, object_path, parse_object_path, symbols
+from .corruption import MODES, apply_corruption
 from .data import encode_parquet, generate
 from .signing import Signer
 
@@ -48,20 +49,8 @@ API_PREFIX = "/api/v1"
 ADMIN_PREFIX = "/_sandbox/"
 #: The official client's shared demo key; accepted on the preview endpoint only.
 DEMO_API_KEY = "DEMO-KEY"
-#: Modes understood by ``aperiodic_assets.sandbox.corruption.apply_corruption``.
-CORRUPTION_MODES: tuple[str, ...] = (
-    "broken_identity",
-    "duplicate_times",
-    "out_of_month",
-    "off_grid",
-    "missing_column",
-    "renamed_column",
-    "string_column",
-    "nan_burst",
-    "unexplained_inf",
-    "empty_file",
-    "gap",
-)
+#: Corruption modes (see corruption.py), each caught by one validation check.
+CORRUPTION_MODES: tuple[str, ...] = tuple(MODES)
 LIST_PARAMS = ("timestamp", "interval", "exchange", "symbol", "start_date", "end_date")
 MAX_ADMIN_BODY = 1024 * 1024
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -283,8 +272,6 @@ def render_file(
     """
     table = generate(exchange, symbol, interval, timestamp, first, end, revision)
     if corruption is not None:
-        from .corruption import apply_corruption  # written separately; imported only when used
-
         table = apply_corruption(table, corruption, interval)
     body = encode_parquet(table)
     published = datetime.combine(end, dtime(0, 15), tzinfo=UTC).timestamp() + 3600 * revision

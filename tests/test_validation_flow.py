@@ -1,0 +1,131 @@
+"""Validation on served data; what a rejected or warned partition looks like in Dagster."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import dagster as dg
+import pyarrow.parquet as pq
+import pytest
+
+from aperiodic_assets.api import AperiodicClient
+from aperiodic_assets.assemble import Part, assemble
+from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, l1_imbalance
+from aperiodic_assets.months import Month
+from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.sandbox import Sandbox, SandboxConfig
+from aperiodic_assets.sandbox.corruption import MODES
+from aperiodic_assets.schema import INTERVALS, TIMESTAMP_MODES
+from aperiodic_assets.universe import Instrument
+from aperiodic_assets.validation import ValidationReport, validate
+from aperiodic_assets.warehouse import QUARANTINE, Warehouse
+
+from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY
+
+JULY = Month(2026, 7)
+
+
+def fetch_and_validate(client: AperiodicClient, instrument: Instrument, month: Month):
+    sources = client.fetch_month(instrument, month)
+    table = assemble([Part(s.info.label, s.table) for s in sources])
+    return sources, validate(table, instrument, month)
+
+
+def failed(report: ValidationReport) -> set[str]:
+    return {c.name for c in report.checks if not c.passed}
+
+
+@pytest.mark.parametrize("timestamp", TIMESTAMP_MODES)
+@pytest.mark.parametrize("interval", list(INTERVALS))
+@pytest.mark.parametrize("month", [JULY, Month(2026, 9)], ids=["monthly-file", "daily-files"])
+def test_sandbox_data_passes_every_check(client, interval, timestamp, month):
+    instrument = Instrument("okx-perps", "perpetual-ETH-USDT:USDT", interval, timestamp)
+    sources, report = fetch_and_validate(client, instrument, month)
+    assert len(sources) == (1 if month == JULY else 30)
+    assert failed(report) == set(), report.summary()
+    assert report.check("completeness").metadata["completeness_pct"] == 100.0
+
+
+def test_a_transition_month_passes_every_check():
+    with Sandbox(SandboxConfig(api_key=KEY, today=TODAY, daily_from=date(2026, 8, 11))) as sb:
+        client = AperiodicClient(sb.base_url, KEY, retry=FAST_RETRY)
+        sources, report = fetch_and_validate(client, BTC_1H, Month(2026, 8))
+    assert [s.info.day for s in sources][:2] == [None, 11]
+    assert failed(report) == set(), report.summary()
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_each_served_corruption_is_caught_by_exactly_its_check(sandbox, client, mode):
+    sandbox.corrupt(mode, exchange=BTC_1H.exchange, symbol=BTC_1H.symbol, month=JULY.key)
+    _, report = fetch_and_validate(client, BTC_1H, JULY)
+    assert failed(report) - {c.name for c in report.not_evaluated} == {MODES[mode]}
+    assert report.ok == (mode == "gap")
+
+
+def materialize(resources, instance) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [l1_imbalance],
+        partition_key=partition_key(BTC_1H, JULY),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def test_a_hard_failure_fails_the_run_writes_nothing_and_quarantines_the_input(
+    sandbox, resources, instance, warehouse: Warehouse
+):
+    sandbox.corrupt("broken_identity", exchange=BTC_1H.exchange, month=JULY.key)
+    result = materialize(resources, instance)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.user_failure_data.description
+    assert f"{BTC_1H.key} {JULY}: check pct_sum_to_one failed" in message
+    assert "violations" in message and "first at 2026-07-" in message
+    assert "_quarantine" in message
+    assert not warehouse.exists(BTC_1H, JULY)
+    assert result.get_asset_materialization_events() == []
+
+    attempts = warehouse.fs.ls(
+        f"{warehouse.url}/{QUARANTINE}/{warehouse.relative_dir(BTC_1H, JULY)}"
+    )
+    assert len(attempts) == 1
+    files = sorted(p.rsplit("/", 1)[1] for p in warehouse.fs.ls(attempts[0]))
+    assert files == ["2026-07.parquet", "report.json"]
+    report = json.loads(warehouse.fs.cat_file(f"{attempts[0]}/report.json"))
+    assert report["ok"] is False
+    assert {c["name"] for c in report["checks"] if c["status"] == "failed"} == {"pct_sum_to_one"}
+    raw = pq.read_table(f"{attempts[0]}/2026-07.parquet")
+    assert raw.num_rows == 31 * 24
+
+
+def test_a_rejected_rerun_keeps_the_valid_partition_and_a_fixed_source_succeeds(
+    sandbox, resources, instance, warehouse: Warehouse
+):
+    assert materialize(resources, instance).success
+    valid = warehouse.read_bytes(BTC_1H, JULY)
+    sandbox.corrupt("duplicate_times", exchange=BTC_1H.exchange, month=JULY.key)
+    assert not materialize(resources, instance).success
+    assert warehouse.read_bytes(BTC_1H, JULY) == valid
+    sandbox.clear_corruption()
+    assert materialize(resources, instance).success
+    assert warehouse.read_bytes(BTC_1H, JULY) == valid
+
+
+def test_a_warn_only_partition_materializes_with_a_failed_warn_check(
+    sandbox, resources, instance, warehouse: Warehouse
+):
+    sandbox.corrupt("gap", exchange=BTC_1H.exchange, month=JULY.key)
+    result = materialize(resources, instance)
+    assert result.success and warehouse.exists(BTC_1H, JULY)
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert len(evaluations) == len(l1_imbalance.check_specs_by_output_name)
+    completeness = evaluations["completeness"]
+    assert not completeness.passed
+    assert completeness.severity == dg.AssetCheckSeverity.WARN
+    assert completeness.partition == str(partition_key(BTC_1H, JULY))
+    assert completeness.metadata["completeness_pct"].value < 100
+    assert all(e.passed for name, e in evaluations.items() if name != "completeness")
+    check_key = dg.AssetCheckKey(L1_IMBALANCE, "completeness")
+    assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])
