@@ -156,6 +156,26 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class FileStamp:
+    """What identifies a published file without downloading it: a republished file differs."""
+
+    label: str
+    etag: str
+    size: int
+    last_modified: str
+
+
+def files_identity(files: Iterable[tuple[str, str, int]]) -> str:
+    """A short digest of a month's files as (label, ETag, size): changes when one is republished.
+
+    The sensor computes it from HEAD requests, the asset from what it downloaded, so a partition
+    materialized from the same files is recognised without downloading anything.
+    """
+    text = "\n".join(f"{label} {etag.strip(chr(34))} {size}" for label, etag, size in sorted(files))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class RetryConfig:
     """Bounds on how hard the client tries; tests shrink them so nothing sleeps for long."""
 
@@ -242,6 +262,37 @@ class AperiodicClient:
         """The files that make up ``month``: one monthly file, daily files, or both."""
         files = self.list_files(instrument, month.first_day, month.last_day)
         return [f for f in files if (f.year, f.month) == (month.year, month.month)]
+
+    def probe_month(self, instrument: Instrument, month: Month) -> list[FileStamp]:
+        """ETag, size and Last-Modified of each file of ``month`` (one listing, HEAD requests).
+
+        Cheap enough for a sensor: nothing is downloaded. Empty when nothing is published.
+        """
+        files = self.list_month(instrument, month)
+        for f in files:
+            self._check_host(f)
+        workers = max(1, min(self.max_concurrent_downloads, len(files)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(self._stamp, files))
+
+    def _stamp(self, info: FileInfo) -> FileStamp:
+        where = f"probe {info.label} at {info.location}"
+
+        def attempt() -> FileStamp:
+            response = self._get(info.url, where, method="HEAD")
+            with response:
+                if response.status_code == 403:
+                    raise _Retryable(403, None)  # expired between listing and probe: rare, retry
+                self._raise_for_status(response, where)
+                headers = response.headers
+                return FileStamp(
+                    label=info.label,
+                    etag=headers.get("ETag", "").strip('"'),
+                    size=int(headers.get("Content-Length") or 0),
+                    last_modified=headers.get("Last-Modified", ""),
+                )
+
+        return self._retrying(where, attempt)
 
     # -------------------------------------------------------------------------------- downloads
     def fetch_month(self, instrument: Instrument, month: Month) -> list[SourceFile]:
@@ -373,11 +424,13 @@ class AperiodicClient:
         return size
 
     # ----------------------------------------------------------------------------- HTTP basics
-    def _get(self, url: str, where: str, **kwargs) -> requests.Response:
-        """One GET; transport errors are re-raised without the URL (it may hold a signature)."""
+    def _get(self, url: str, where: str, method: str = "GET", **kwargs) -> requests.Response:
+        """One request; transport errors are re-raised without the URL (it may hold a signature)."""
         timeout = (self.retry.connect_timeout_s, self.retry.read_timeout_s)
         try:
-            return self._session.get(url, timeout=timeout, allow_redirects=False, **kwargs)
+            return self._session.request(
+                method, url, timeout=timeout, allow_redirects=False, **kwargs
+            )
         except requests.Timeout:
             raise _Transport("timed out") from None
         except requests.RequestException as exc:

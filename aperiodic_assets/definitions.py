@@ -12,6 +12,7 @@ import dagster as dg
 
 from .api import DEFAULT_API_URL
 from .assets.l1_imbalance import l1_imbalance
+from .automation import monthly_schedule, new_month_sensor
 from .partitions import l1_partitions
 from .resources import AperiodicResource, WarehouseResource
 
@@ -28,6 +29,8 @@ l1_imbalance_job = dg.define_asset_job(
 defs = dg.Definitions(
     assets=[l1_imbalance],
     jobs=[l1_imbalance_job],
+    sensors=[new_month_sensor],
+    schedules=[monthly_schedule],
     resources={
         "aperiodic": AperiodicResource(
             api_url=_env_or("APERIODIC_API_URL", DEFAULT_API_URL),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from .api import AperiodicClient, SourceFile
+from .api import AperiodicClient, SourceFile, files_identity
 from .assemble import AssemblyError, Part, assemble
 from .months import Month
 from .universe import Instrument
@@ -42,6 +42,11 @@ class PartitionOutcome:
     @property
     def published(self) -> bool:
         return bool(self.sources)
+
+    @property
+    def source_identity(self) -> str:
+        """Identity of the files this partition was built from (see api.files_identity)."""
+        return files_identity((s.info.label, s.etag or "", len(s.data)) for s in self.sources)
 
 
 def run_partition(

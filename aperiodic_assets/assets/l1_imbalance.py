@@ -20,6 +20,8 @@ from ..validation import CHECKS, CheckResult, ValidationConfig
 
 L1_IMBALANCE = dg.AssetKey(["aperiodic", "l1_imbalance"])
 API_POOL = "aperiodic_api"
+#: Metadata key of the source files' identity; the new-month sensor compares it with its probe.
+SOURCE_IDENTITY = "source_files_identity"
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 with warnings.catch_warnings():
@@ -120,6 +122,7 @@ def _materialize_result(outcome: PartitionOutcome, checks: set[str]) -> dg.Mater
             "source_kind": f"{len(outcome.sources) - daily} monthly + {daily} daily",
             "path": dg.MetadataValue.path(written.path),
             "sha256": written.sha256,
+            SOURCE_IDENTITY: outcome.source_identity,
             "checks": report.summary(),
         },
         check_results=[_check_result(c) for c in report.checks if c.name in checks],
