@@ -7,8 +7,11 @@ is never part of run config or the event log.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
+from dagster_aws.s3.resources import ResourceWithS3Configuration
 from pydantic import Field
 
 from .api import DEFAULT_ALLOWED_HOSTS, DEFAULT_API_URL, AperiodicClient, RetryConfig
@@ -63,6 +66,30 @@ class WarehouseResource(dg.ConfigurableResource):
     """The warehouse: a local folder or ``s3://bucket/prefix`` (WAREHOUSE_URL)."""
 
     url: str = Field(default="warehouse", description="WAREHOUSE_URL")
+    s3: S3Resource | None = Field(
+        default=None,
+        description="S3 settings shared by the code location (endpoint, region, profile,"
+        " credentials) for an s3:// url; unset fields fall back to the standard AWS"
+        " configuration (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ...).",
+    )
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.url)
+        on_s3 = self.s3 is not None and self.url.startswith("s3://")
+        return Warehouse(self.url, storage_options=s3_storage_options(self.s3) if on_s3 else None)
+
+
+def s3_storage_options(s3: ResourceWithS3Configuration) -> dict[str, Any]:
+    """dagster-aws S3 settings as s3fs arguments; unset ones are left to botocore's defaults."""
+    client_kwargs = {"region_name": s3.region_name, "verify": s3.verify}
+    options: dict[str, Any] = {
+        "endpoint_url": s3.endpoint_url,
+        "profile": s3.profile_name,
+        "key": s3.aws_access_key_id,
+        "secret": s3.aws_secret_access_key,
+        "token": s3.aws_session_token,
+        "anon": s3.use_unsigned_session or None,
+        "use_ssl": None if s3.use_ssl else False,
+        "client_kwargs": {k: v for k, v in client_kwargs.items() if v is not None} or None,
+        "config_kwargs": {"retries": {"max_attempts": s3.max_attempts}},
+    }
+    return {k: v for k, v in options.items() if v is not None}

@@ -1,10 +1,15 @@
 """Warehouse: where validated partitions live, on a local folder or ``s3://bucket/prefix``.
 
-One code path for both through fsspec/UPath (s3fs for S3): hive layout
-``l1_imbalance/exchange=…/symbol=…/interval=…/timestamp=…/year=YYYY/month=MM/data.parquet``,
-writes that are atomic (local: temporary file + rename in the same folder; S3: a single PUT, so
-a key is either absent or whole) and idempotent (same table → same bytes → same hash), and a
-quarantine for rejected inputs. Never imports dagster.
+One code path for both through fsspec/UPath (s3fs for S3). Tables share one hive layout,
+``<table>/exchange=…/symbol=…/interval=…/timestamp=…/year=YYYY/month=MM/data.parquet`` (the
+instrument part is left out for tables partitioned by month only), so pyarrow, DuckDB, Spark and
+Athena read each table as one dataset. Writes are atomic and idempotent (same table → same bytes
+→ same hash); rejected inputs go to a quarantine. Never imports dagster.
+
+S3 is configured like any AWS client: endpoint, region and credentials come from the standard
+AWS configuration (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_REGION``/``AWS_DEFAULT_REGION``, profiles), which botocore reads itself; ``storage_options``
+(s3fs arguments such as ``endpoint_url``) override it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,19 +30,25 @@ import pyarrow.parquet as pq
 from upath import UPath
 
 from .months import Month
-from .schema import IDENTITY_COLUMNS, METRIC, METRIC_COLUMNS, TIME
+from .schema import IDENTITY_COLUMNS, METRIC, METRIC_COLUMNS, SCHEMA, TIME
 from .universe import Instrument
 
 DATA_FILE = "data.parquet"
 QUARANTINE = "_quarantine"
-PARTITION_COLUMNS: tuple[str, ...] = (
-    "exchange",
-    "symbol",
-    "interval",
-    "timestamp",
-    "year",
-    "month",
+#: Hive partition columns of every table, in path order (month-only tables use the last two).
+HIVE_SCHEMA = pa.schema(
+    [
+        ("exchange", pa.string()),
+        ("symbol", pa.string()),
+        ("interval", pa.string()),
+        ("timestamp", pa.string()),
+        ("year", pa.int32()),
+        ("month", pa.int32()),
+    ]
 )
+PARTITION_COLUMNS: tuple[str, ...] = tuple(HIVE_SCHEMA.names)
+#: Columns of tables whose files may all be absent, so an empty read still has them.
+KNOWN_SCHEMAS: dict[str, pa.Schema] = {METRIC: SCHEMA}
 
 
 @dataclass(frozen=True)
@@ -48,25 +59,36 @@ class WrittenPartition:
     rows: int
 
 
-def encode_parquet(table: pa.Table) -> bytes:
-    """Deterministic Parquet bytes: identity columns dropped, fixed column order and options."""
-    keep = [TIME, *METRIC_COLUMNS]
-    extra = [c for c in table.column_names if c not in keep and c not in IDENTITY_COLUMNS]
-    table = table.select(keep + extra).replace_schema_metadata(None)
+def encode_parquet(table: pa.Table, drop: Collection[str] = IDENTITY_COLUMNS) -> bytes:
+    """Deterministic Parquet bytes: ``drop`` columns removed, time and metrics first, no schema
+    metadata, fixed options; the same table always gives the same bytes."""
+    names = table.column_names
+    first = [c for c in (TIME, *METRIC_COLUMNS) if c in names]
+    rest = [c for c in names if c not in first and c not in drop]
+    table = table.select(first + rest).replace_schema_metadata(None)
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", write_statistics=True, store_schema=False)
     return sink.getvalue()
 
 
 class Warehouse:
-    """The warehouse bucket or folder named by ``WAREHOUSE_URL``."""
+    """The warehouse bucket or folder named by ``WAREHOUSE_URL``.
+
+    ``table_name`` arguments select the table (top-level folder); the default is
+    ``l1_imbalance``, downstream assets keep their own tables beside it.
+    """
 
     def __init__(self, url: str | os.PathLike[str], storage_options: Mapping | None = None):
         url = str(url)
         if "://" not in url:
             url = str(Path(url).expanduser().resolve())
         self.url = url.rstrip("/")
-        self.root = UPath(self.url, **dict(storage_options or {}))
+        options = dict(storage_options or {})
+        if "://" in url and not url.startswith("file://"):
+            # Other processes (run workers, other code servers) write too: a cached listing
+            # would show stale sizes and miss their partitions.
+            options.setdefault("use_listings_cache", False)
+        self.root = UPath(self.url, **options)
         self.fs = self.root.fs
 
     def __repr__(self) -> str:
@@ -78,38 +100,82 @@ class Warehouse:
 
     # ------------------------------------------------------------------------------------ paths
     @staticmethod
-    def relative_dir(instrument: Instrument, month: Month) -> str:
-        return (
-            f"{METRIC}/exchange={instrument.exchange}/symbol={instrument.symbol}"
+    def relative_dir(instrument: Instrument | None, month: Month, table_name: str = METRIC) -> str:
+        """A partition's folder inside the warehouse; ``instrument`` None for month-only tables."""
+        instrument_dirs = (
+            ""
+            if instrument is None
+            else f"/exchange={instrument.exchange}/symbol={instrument.symbol}"
             f"/interval={instrument.interval}/timestamp={instrument.timestamp}"
-            f"/year={month.year:04d}/month={month.month:02d}"
         )
+        return f"{table_name}{instrument_dirs}/year={month.year:04d}/month={month.month:02d}"
 
     def _fs_path(self, relative: str) -> str:
         return (self.root / relative).path
 
-    def uri(self, instrument: Instrument, month: Month) -> str:
+    def _relative_file(
+        self, instrument: Instrument | None, month: Month, table_name: str, name: str
+    ) -> str:
+        return f"{self.relative_dir(instrument, month, table_name)}/{name}"
+
+    def uri(
+        self,
+        instrument: Instrument | None,
+        month: Month,
+        table_name: str = METRIC,
+        name: str = DATA_FILE,
+    ) -> str:
         """Full URL of a partition's file, as users and other engines address it."""
-        return f"{self.url}/{self.relative_dir(instrument, month)}/{DATA_FILE}"
+        return f"{self.url}/{self._relative_file(instrument, month, table_name, name)}"
 
     # ----------------------------------------------------------------------------------- writes
-    def write(self, instrument: Instrument, month: Month, table: pa.Table) -> WrittenPartition:
-        """Write one partition atomically; the previous version stays intact until the swap."""
-        data = encode_parquet(table)
-        target = self._fs_path(f"{self.relative_dir(instrument, month)}/{DATA_FILE}")
-        self._put_atomic(target, data)
+    def write(
+        self,
+        instrument: Instrument | None,
+        month: Month,
+        table: pa.Table,
+        table_name: str = METRIC,
+    ) -> WrittenPartition:
+        """Write one partition atomically; the previous version stays intact until the swap.
+
+        Identity columns are dropped where the path carries the instrument.
+        """
+        data = encode_parquet(table, IDENTITY_COLUMNS if instrument is not None else ())
+        path = self.write_file(instrument, month, DATA_FILE, data, table_name)
         return WrittenPartition(
-            path=self.uri(instrument, month),
+            path=path,
             bytes=len(data),
             sha256=hashlib.sha256(data).hexdigest(),
             rows=table.num_rows,
         )
 
+    def write_file(
+        self,
+        instrument: Instrument | None,
+        month: Month,
+        name: str,
+        data: bytes,
+        table_name: str = METRIC,
+    ) -> str:
+        """Store a file in a partition's folder atomically (e.g. a chart); returns its URL."""
+        relative = self._relative_file(instrument, month, table_name, name)
+        self._put_atomic(self._fs_path(relative), data)
+        return f"{self.url}/{relative}"
+
     def _put_atomic(self, target: str, data: bytes) -> None:
+        """Readers see the old file or the new one, never a part, even if the writer dies.
+
+        Local: a hidden temporary file in the same folder, fsync'ed, then renamed over the
+        target (a writer killed before the rename leaves only its ``.data.parquet.*.tmp``, which
+        no reader picks up). S3: s3fs sends one PUT below 100 MiB and a multipart upload above;
+        either way the key changes only when the request or the upload's completion succeeds, so
+        an interrupted upload leaves the previous object (an aborted multipart upload leaves
+        orphaned parts: a bucket lifecycle rule ``AbortIncompleteMultipartUpload`` removes them).
+        """
         parent = target.rsplit("/", 1)[0]
         if self.is_local:
             self.fs.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.{DATA_FILE}.{uuid.uuid4().hex}.tmp"
+            tmp = f"{parent}/.{target.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.tmp"
             try:
                 with open(tmp, "wb") as fh:
                     fh.write(data)
@@ -120,7 +186,6 @@ class Warehouse:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
         else:
-            # One request: S3 makes a key visible only once the upload completed.
             self.fs.pipe_file(target, data)
 
     def quarantine(
@@ -140,24 +205,77 @@ class Warehouse:
         return f"{self.url}/{relative}"
 
     # ------------------------------------------------------------------------------------ reads
-    def exists(self, instrument: Instrument, month: Month) -> bool:
-        return self.fs.exists(self._fs_path(f"{self.relative_dir(instrument, month)}/{DATA_FILE}"))
-
-    def read_bytes(self, instrument: Instrument, month: Month) -> bytes:
-        return self.fs.cat_file(
-            self._fs_path(f"{self.relative_dir(instrument, month)}/{DATA_FILE}")
+    def exists(
+        self,
+        instrument: Instrument | None,
+        month: Month,
+        table_name: str = METRIC,
+        name: str = DATA_FILE,
+    ) -> bool:
+        return self.fs.exists(
+            self._fs_path(self._relative_file(instrument, month, table_name, name))
         )
 
-    def dataset(self) -> ds.Dataset:
-        """Every stored partition as one hive-partitioned pyarrow dataset."""
-        base = self._fs_path(METRIC)
-        files = [p for p in self.fs.find(base) if p.endswith(f"/{DATA_FILE}")]
+    def read_bytes(
+        self,
+        instrument: Instrument | None,
+        month: Month,
+        table_name: str = METRIC,
+        name: str = DATA_FILE,
+    ) -> bytes:
+        return self.fs.cat_file(
+            self._fs_path(self._relative_file(instrument, month, table_name, name))
+        )
+
+    def _stored(self, table_name: str) -> list[tuple[str, Instrument | None, Month]]:
+        """(filesystem path, instrument, month) of every data file of a table, sorted by path."""
+        base = self._fs_path(table_name)
+        found = []
+        for path in sorted(self.fs.find(base)):
+            segments = path[len(base) + 1 :].split("/")
+            if segments[-1] != DATA_FILE or not all("=" in s for s in segments[:-1]):
+                continue
+            parts = dict(seg.split("=", 1) for seg in segments[:-1])
+            instrument = (
+                Instrument(
+                    parts["exchange"], parts["symbol"], parts["interval"], parts["timestamp"]
+                )
+                if "exchange" in parts
+                else None
+            )
+            found.append((path, instrument, Month(int(parts["year"]), int(parts["month"]))))
+        return found
+
+    def dataset(
+        self,
+        instruments: Iterable[Instrument] | None = None,
+        months: Iterable[Month] | None = None,
+        table_name: str = METRIC,
+    ) -> ds.Dataset:
+        """The selected partitions of a table (default: all) as one hive-partitioned dataset.
+
+        Partitions are chosen from one listing of the table, so only their files are opened.
+        """
+        wanted_instruments = None if instruments is None else set(instruments)
+        wanted_months = None if months is None else set(months)
+        stored = self._stored(table_name)
+        files = [
+            path
+            for path, instrument, month in stored
+            if (wanted_instruments is None or instrument in wanted_instruments)
+            and (wanted_months is None or month in wanted_months)
+        ]
+        by_month_only = bool(stored) and stored[0][1] is None
+        hive = pa.schema(list(HIVE_SCHEMA)[4:]) if by_month_only else HIVE_SCHEMA
+        if not files:
+            known = KNOWN_SCHEMAS.get(table_name, pa.schema([]))
+            return ds.dataset([], schema=pa.unify_schemas([known, hive]), format="parquet")
         return ds.dataset(
             files,
             filesystem=self.fs,
             format="parquet",
-            partitioning=ds.partitioning(_hive_schema(), flavor="hive"),
-            partition_base_dir=base,
+            partitioning=ds.partitioning(hive, flavor="hive"),
+            partition_base_dir=self._fs_path(table_name),
         )
 
     def read(
@@ -165,65 +283,16 @@ class Warehouse:
         instruments: Iterable[Instrument] | None = None,
         months: Iterable[Month] | None = None,
         columns: list[str] | None = None,
+        table_name: str = METRIC,
     ) -> pa.Table:
-        """One table of the selected partitions, with the hive partition columns."""
-        dataset = self.dataset()
-        expression = None
-        if instruments is not None:
-            instruments = list(instruments)
-            expression = _any(
-                (ds.field("exchange") == i.exchange)
-                & (ds.field("symbol") == i.symbol)
-                & (ds.field("interval") == i.interval)
-                & (ds.field("timestamp") == i.timestamp)
-                for i in instruments
-            )
-        if months is not None:
-            month_expr = _any(
-                (ds.field("year") == m.year) & (ds.field("month") == m.month) for m in months
-            )
-            expression = month_expr if expression is None else expression & month_expr
-        return dataset.to_table(columns=columns, filter=expression)
+        """One table of the selected partitions; the hive partition columns are always kept."""
+        dataset = self.dataset(instruments, months, table_name)
+        if columns is not None:
+            keys = [c for c in PARTITION_COLUMNS if c in dataset.schema.names]
+            columns = [c for c in columns if c not in keys] + keys
+        return dataset.to_table(columns=columns)
 
-    def partitions(self) -> list[tuple[Instrument, Month]]:
-        """Every (instrument, month) that has a file, sorted."""
-        found = []
-        for path in self.fs.find(self._fs_path(METRIC)):
-            if not path.endswith(f"/{DATA_FILE}"):
-                continue
-            parts = dict(
-                seg.split("=", 1)
-                for seg in path.split("/")
-                if "=" in seg and not seg.startswith(".")
-            )
-            found.append(
-                (
-                    Instrument(
-                        parts["exchange"], parts["symbol"], parts["interval"], parts["timestamp"]
-                    ),
-                    Month(int(parts["year"]), int(parts["month"])),
-                )
-            )
+    def partitions(self, table_name: str = METRIC) -> list[tuple[Instrument, Month]]:
+        """Every (instrument, month) of an instrument × month table that has a file, sorted."""
+        found = [(i, m) for _, i, m in self._stored(table_name) if i is not None]
         return sorted(found, key=lambda p: (p[0].key, p[1]))
-
-
-def _hive_schema() -> pa.Schema:
-    return pa.schema(
-        [
-            ("exchange", pa.string()),
-            ("symbol", pa.string()),
-            ("interval", pa.string()),
-            ("timestamp", pa.string()),
-            ("year", pa.int32()),
-            ("month", pa.int32()),
-        ]
-    )
-
-
-def _any(expressions: Iterable[ds.Expression]) -> ds.Expression:
-    result = None
-    for e in expressions:
-        result = e if result is None else result | e
-    if result is None:
-        return ds.scalar(False)
-    return result

@@ -73,3 +73,7 @@ def resources(sandbox: Sandbox, warehouse: Warehouse) -> dict:
         ),
         "warehouse": WarehouseResource(url=warehouse.url),
     }
+
+
+# S3 on a local moto server, and `warehouse_url` (local and s3) for the warehouse suites.
+from .s3_server import s3_endpoint, s3_env, warehouse_url  # noqa: E402, F401

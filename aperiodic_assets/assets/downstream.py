@@ -1,0 +1,195 @@
+"""Downstream assets built on ``aperiodic/l1_imbalance``: the pattern other teams follow.
+
+They declare the dependency by asset key and partition mapping (lineage, staleness), load the
+validated rows from the warehouse, and store their results beside it. Their data version is the
+hash of what they wrote, and their automation condition reacts to upstream data versions, so
+they, and whatever depends on them, re-run only when the data really changed.
+"""
+
+import base64
+import hashlib
+import io
+import warnings
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+from matplotlib.dates import DateFormatter
+from matplotlib.figure import Figure
+
+from ..months import Month
+from ..partitions import l1_partitions, month_partitions, parse_partition_key
+from ..resources import WarehouseResource
+from ..schema import INTERVALS, TIME
+from .l1_imbalance import L1_IMBALANCE
+
+L1_IMBALANCE_DAILY = dg.AssetKey(["aperiodic", "l1_imbalance_daily"])
+L1_IMBALANCE_MONTHLY_SUMMARY = dg.AssetKey(["aperiodic", "l1_imbalance_monthly_summary"])
+DAILY_TABLE = "l1_imbalance_daily"
+SUMMARY_TABLE = "l1_imbalance_monthly_summary"
+CHART_FILE = "daily_imbalance_ratio.png"
+INSTRUMENT_COLUMNS = ["exchange", "symbol", "interval", "timestamp"]
+SOURCE_COLUMNS = [TIME, "imbalance_ratio", "bid_percentage"]
+DAY_SECONDS = 86400
+
+with warnings.catch_warnings():
+    # A beta API; it is what maps one month to every instrument partition of that month.
+    warnings.simplefilter("ignore", dg.BetaWarning)
+    EVERY_INSTRUMENT_OF_THE_MONTH = dg.MultiToSingleDimensionPartitionMapping(
+        partition_dimension_name="month"
+    )
+
+_any_dep_changed = dg.AutomationCondition.any_deps_match(
+    dg.AutomationCondition.data_version_changed() | dg.AutomationCondition.will_be_requested()
+).with_label("any_deps_data_version_changed")
+#: eager(), but for every month (a republished old month must flow down too), and only when an
+#: upstream data version changed (re-materializing identical data triggers nothing).
+FOLLOW_UPSTREAM = (
+    dg.AutomationCondition.eager()
+    .without(dg.AutomationCondition.in_latest_time_window())
+    .replace("any_deps_updated", _any_dep_changed)
+    .with_label("eager on upstream data changes, every month")
+)
+#: Same, but a month is summarized once any instrument has it: an instrument listed later than
+#: the others would otherwise block its early months forever.
+FOLLOW_ANY_UPSTREAM = FOLLOW_UPSTREAM.replace(
+    ~dg.AutomationCondition.any_deps_missing(),
+    dg.AutomationCondition.any_deps_match(~dg.AutomationCondition.missing()),
+).with_label("eager on upstream data changes, every month, any instrument present")
+
+
+@dg.asset(
+    key=L1_IMBALANCE_DAILY,
+    partitions_def=l1_partitions,
+    deps=[L1_IMBALANCE],
+    code_version="1",
+    automation_condition=FOLLOW_UPSTREAM,
+    group_name="aperiodic",
+    kinds={"parquet"},
+    description="Daily statistics of l1_imbalance per instrument: mean/min/max imbalance_ratio,"
+    " mean bid_percentage, rows and completeness.",
+)
+def l1_imbalance_daily(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    instrument, month = parse_partition_key(context.partition_key)
+    store = warehouse.warehouse()
+    source = store.read([instrument], [month], SOURCE_COLUMNS).to_pandas()
+    if source.empty:
+        raise dg.Failure(f"{instrument.key} {month}: no l1_imbalance partition in {store.url}.")
+    daily = daily_stats(source, month).drop(columns=INSTRUMENT_COLUMNS)
+    written = store.write(instrument, month, _to_arrow(daily), table_name=DAILY_TABLE)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(written.sha256),
+        metadata={
+            "rows": dg.MetadataValue.int(written.rows),
+            "source_rows": dg.MetadataValue.int(len(source)),
+            "path": dg.MetadataValue.path(written.path),
+            "sha256": written.sha256,
+            "preview": dg.MetadataValue.md(_markdown(daily.head(10))),
+        },
+    )
+
+
+@dg.asset(
+    key=L1_IMBALANCE_MONTHLY_SUMMARY,
+    partitions_def=month_partitions,
+    deps=[dg.AssetDep(L1_IMBALANCE, partition_mapping=EVERY_INSTRUMENT_OF_THE_MONTH)],
+    code_version="1",
+    automation_condition=FOLLOW_ANY_UPSTREAM,
+    group_name="aperiodic",
+    kinds={"parquet"},
+    description="All instruments of a month side by side (rows, mean imbalance_ratio, mean"
+    " bid_percentage, completeness) and a chart of their daily mean imbalance_ratio.",
+)
+def l1_imbalance_monthly_summary(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    month = Month.parse(context.partition_key)
+    store = warehouse.warehouse()
+    source = store.read(months=[month], columns=SOURCE_COLUMNS).to_pandas()
+    if source.empty:
+        raise dg.Failure(f"{month}: no instrument has an l1_imbalance partition in {store.url}.")
+    summary = monthly_summary(source, month)
+    chart = daily_chart(daily_stats(source, month), month)
+    written = store.write(None, month, _to_arrow(summary), table_name=SUMMARY_TABLE)
+    chart_path = store.write_file(None, month, CHART_FILE, chart, table_name=SUMMARY_TABLE)
+    image = base64.b64encode(chart).decode()
+    return dg.MaterializeResult(
+        # Both files are the output: either changing is a new version.
+        data_version=dg.DataVersion(
+            hashlib.sha256(bytes.fromhex(written.sha256) + chart).hexdigest()
+        ),
+        metadata={
+            "instruments": dg.MetadataValue.int(len(summary)),
+            "rows": dg.MetadataValue.int(int(summary["rows"].sum())),
+            "path": dg.MetadataValue.path(written.path),
+            "chart_path": dg.MetadataValue.path(chart_path),
+            "table": dg.MetadataValue.md(_markdown(summary)),
+            "chart": dg.MetadataValue.md(
+                f"![daily mean imbalance_ratio, {month}](data:image/png;base64,{image})"
+            ),
+        },
+    )
+
+
+def daily_stats(source: pd.DataFrame, month: Month) -> pd.DataFrame:
+    """One row per instrument and day of ``month``; a day without rows has rows 0 and NaNs."""
+    stats = source.assign(date=source[TIME].dt.floor("D")).groupby([*INSTRUMENT_COLUMNS, "date"])
+    stats = stats.agg(
+        rows=(TIME, "size"),
+        imbalance_ratio_mean=("imbalance_ratio", "mean"),
+        imbalance_ratio_min=("imbalance_ratio", "min"),
+        imbalance_ratio_max=("imbalance_ratio", "max"),
+        bid_percentage_mean=("bid_percentage", "mean"),
+    )
+    days = pd.DataFrame({"date": pd.date_range(month.start, month.end, freq="D", inclusive="left")})
+    every_day = source[INSTRUMENT_COLUMNS].drop_duplicates().merge(days, how="cross")
+    stats = stats.reindex(pd.MultiIndex.from_frame(every_day)).reset_index()
+    stats["rows"] = stats["rows"].fillna(0).astype("int64")
+    stats["completeness"] = stats["rows"] / (DAY_SECONDS / stats["interval"].map(INTERVALS))
+    stats["date"] = stats["date"].dt.date
+    return stats
+
+
+def monthly_summary(source: pd.DataFrame, month: Month) -> pd.DataFrame:
+    """One row per instrument: rows, means over the month, completeness against the grid."""
+    summary = (
+        source.groupby(INSTRUMENT_COLUMNS)
+        .agg(
+            rows=(TIME, "size"),
+            imbalance_ratio_mean=("imbalance_ratio", "mean"),
+            bid_percentage_mean=("bid_percentage", "mean"),
+        )
+        .reset_index()
+    )
+    month_seconds = (month.end - month.start).total_seconds()
+    summary["completeness"] = summary["rows"] / (month_seconds / summary["interval"].map(INTERVALS))
+    return summary
+
+
+def daily_chart(daily: pd.DataFrame, month: Month) -> bytes:
+    """PNG line chart of the daily mean imbalance_ratio, one line per instrument."""
+    key = daily["exchange"].str.cat(daily[INSTRUMENT_COLUMNS[1:]], sep=".").rename("instrument")
+    lines = daily.pivot_table(
+        index="date", columns=key, values="imbalance_ratio_mean", dropna=False
+    )
+    figure = Figure(figsize=(9, 4), dpi=80, layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(lines.index, lines.to_numpy(), marker=".")
+    axes.axhline(0, color="grey", linewidth=0.5)
+    axes.set(title=f"Daily mean imbalance_ratio, {month}", xlabel="day", ylabel="imbalance_ratio")
+    axes.xaxis.set_major_formatter(DateFormatter("%d"))
+    figure.legend(lines.columns, loc="outside lower center", ncols=2, fontsize="small")
+    sink = io.BytesIO()
+    # No software version in the file: the same data gives the same bytes.
+    figure.savefig(sink, format="png", metadata={"Software": None}, pil_kwargs={"optimize": True})
+    return sink.getvalue()
+
+
+def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    return frame.to_markdown(index=False, floatfmt=".4f")

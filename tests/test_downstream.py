@@ -1,0 +1,269 @@
+"""Downstream assets, the public loader and DuckDB: what other teams build on our warehouse.
+
+Staleness and automation are checked on a real instance: downstream partitions go stale, and are
+requested, only when the upstream data version really changed (a republished month), not when
+identical data is materialized again.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._utils.test.data_versions import get_stale_status_resolver
+
+from aperiodic_assets.assets.downstream import (
+    CHART_FILE,
+    DAILY_TABLE,
+    SUMMARY_TABLE,
+    daily_stats,
+    l1_imbalance_daily,
+    l1_imbalance_monthly_summary,
+)
+from aperiodic_assets.assets.l1_imbalance import l1_imbalance
+from aperiodic_assets.months import Month
+from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.sandbox.data import generate
+from aperiodic_assets.universe import Instrument
+from aperiodic_assets.warehouse import PARTITION_COLUMNS, Warehouse
+
+from .conftest import BTC_1H
+
+ROOT = Path(__file__).resolve().parents[1]
+ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
+JUNE, JULY = Month(2026, 6), Month(2026, 7)
+GRAPH = [l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary]
+DAILY, SUMMARY = l1_imbalance_daily.key, l1_imbalance_monthly_summary.key
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run(
+    asset: dg.AssetsDefinition, partition: str, resources: dict, instance: dg.DagsterInstance
+) -> dg.AssetMaterialization:
+    """Materialize one partition of one asset, with the whole graph known (lineage)."""
+    result = dg.materialize(
+        GRAPH, selection=[asset], partition_key=partition, resources=resources, instance=instance
+    )
+    (event,) = result.get_asset_materialization_events()
+    return event.step_materialization_data.materialization
+
+
+def stale(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> StaleStatus:
+    return get_stale_status_resolver(instance, GRAPH).get_status(key, partition)
+
+
+def data_version(mat: dg.AssetMaterialization) -> str:
+    return mat.tags["dagster/data_version"]
+
+
+def month_table(instrument: Instrument, month: Month):
+    return generate(
+        instrument.exchange,
+        instrument.symbol,
+        instrument.interval,
+        instrument.timestamp,
+        month.first_day,
+        month.next().first_day,
+    )
+
+
+def test_downstream_follows_only_real_upstream_data_changes(sandbox, resources, instance):
+    upstream, month = partition_key(BTC_1H, JULY), JULY.key
+    cursor = None
+
+    def requested() -> dict[dg.AssetKey, set[str | None]]:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(
+            dg.Definitions(assets=GRAPH, resources=resources), instance, cursor=cursor
+        )
+        cursor = result.cursor
+        found = {key: set(result.get_requested_partitions(key)) for key in (DAILY, SUMMARY)}
+        return {key: partitions for key, partitions in found.items() if partitions}
+
+    assert requested() == {}
+    first = run(l1_imbalance, upstream, resources, instance)
+    # July is not the latest month: plain eager() would wait for a human here.
+    assert requested() == {DAILY: {upstream}, SUMMARY: {month}}
+    run(l1_imbalance_daily, upstream, resources, instance)
+    run(l1_imbalance_monthly_summary, month, resources, instance)
+    assert stale(instance, DAILY, upstream) == StaleStatus.FRESH
+    assert stale(instance, SUMMARY, month) == StaleStatus.FRESH
+    assert requested() == {}
+
+    again = run(l1_imbalance, upstream, resources, instance)
+    assert data_version(again) == data_version(first)
+    assert stale(instance, DAILY, upstream) == StaleStatus.FRESH
+    assert stale(instance, SUMMARY, month) == StaleStatus.FRESH
+    assert requested() == {}
+
+    sandbox.republish(BTC_1H.exchange, BTC_1H.symbol, JULY, revision=1)
+    corrected = run(l1_imbalance, upstream, resources, instance)
+    assert data_version(corrected) != data_version(first)
+    assert stale(instance, DAILY, upstream) == StaleStatus.STALE
+    assert stale(instance, SUMMARY, month) == StaleStatus.STALE
+    assert requested() == {DAILY: {upstream}, SUMMARY: {month}}
+
+    run(l1_imbalance_daily, upstream, resources, instance)
+    run(l1_imbalance_monthly_summary, month, resources, instance)
+    assert stale(instance, DAILY, upstream) == StaleStatus.FRESH
+    assert stale(instance, SUMMARY, month) == StaleStatus.FRESH
+
+
+def test_daily_and_monthly_summary_agree_with_duckdb(resources, instance, warehouse):
+    instruments = (BTC_1H, ETH_1H)
+    for instrument in instruments:
+        run(l1_imbalance, partition_key(instrument, JULY), resources, instance)
+    daily = [
+        run(l1_imbalance_daily, partition_key(i, JULY), resources, instance) for i in instruments
+    ]
+    summary = run(l1_imbalance_monthly_summary, JULY.key, resources, instance)
+    source = (
+        f"read_parquet('{warehouse.url}/l1_imbalance/**/*.parquet', hive_partitioning=true,"
+        " hive_types={'year': INTEGER, 'month': INTEGER})"
+    )
+
+    for instrument, mat in zip(instruments, daily, strict=True):
+        assert mat.metadata["path"].value == warehouse.uri(instrument, JULY, DAILY_TABLE)
+        assert mat.metadata["rows"].value == 31
+        assert "imbalance_ratio_mean" in mat.metadata["preview"].value
+        ours = pq.read_table(mat.metadata["path"].value).to_pandas()
+        theirs = duckdb.sql(
+            "select cast(time as date) as date, count(*) as rows,"
+            " avg(imbalance_ratio) as imbalance_ratio_mean,"
+            " min(imbalance_ratio) as imbalance_ratio_min,"
+            " max(imbalance_ratio) as imbalance_ratio_max,"
+            " avg(bid_percentage) as bid_percentage_mean,"
+            " count(*) / 24 as completeness"
+            f" from {source} where symbol = '{instrument.symbol}' and year = 2026 and month = 7"
+            " group by all order by date"
+        ).df()
+        theirs["date"] = theirs["date"].dt.date
+        pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+
+    meta = summary.metadata
+    assert meta["instruments"].value == 2
+    assert meta["path"].value == warehouse.uri(None, JULY, SUMMARY_TABLE)
+    ours = pq.read_table(meta["path"].value).to_pandas()
+    theirs = duckdb.sql(
+        "select exchange, symbol, interval, timestamp, count(*) as rows,"
+        " avg(imbalance_ratio) as imbalance_ratio_mean,"
+        " avg(bid_percentage) as bid_percentage_mean, count(*) / (31 * 24) as completeness"
+        f" from {source} where year = 2026 and month = 7 group by all order by symbol"
+    ).df()
+    pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
+    assert meta["rows"].value == int(theirs["rows"].sum())
+    table_md = meta["table"].value
+    assert all(i.symbol in table_md for i in instruments) and "completeness" in table_md
+
+    (encoded,) = re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta["chart"].value)
+    png = base64.b64decode(encoded)
+    assert png.startswith(PNG_SIGNATURE)
+    assert matplotlib.image.imread(io.BytesIO(png), format="png").shape == (320, 720, 4)
+    assert meta["chart_path"].value == warehouse.uri(None, JULY, SUMMARY_TABLE, CHART_FILE)
+    assert warehouse.read_bytes(None, JULY, SUMMARY_TABLE, CHART_FILE) == png
+
+
+def test_daily_stats_count_missing_rows_and_days():
+    frame = month_table(BTC_1H, JULY).to_pandas()
+    day = frame["time"].dt.day
+    gappy = frame[(day != 3) & ~((day == 4) & (frame["time"].dt.hour % 2 == 1))].assign(
+        exchange=BTC_1H.exchange,
+        symbol=BTC_1H.symbol,
+        interval=BTC_1H.interval,
+        timestamp=BTC_1H.timestamp,
+    )
+    stats = daily_stats(gappy, JULY).set_index("date")
+    assert len(stats) == 31
+    july = pd.Series(pd.date_range("2026-07-01", periods=31)).dt.date
+    assert stats.loc[july[2], "rows"] == 0 and stats.loc[july[2], "completeness"] == 0
+    assert np.isnan(stats.loc[july[2], "imbalance_ratio_mean"])
+    assert stats.loc[july[3], "rows"] == 12 and stats.loc[july[3], "completeness"] == 0.5
+    assert (stats.drop(index=[july[2], july[3]])["completeness"] == 1).all()
+    expected = frame[day == 5]["imbalance_ratio"]
+    assert stats.loc[july[4], "imbalance_ratio_max"] == expected.max()
+    assert stats.loc[july[4], "imbalance_ratio_mean"] == pytest.approx(expected.mean())
+
+
+@pytest.fixture
+def filled(tmp_path) -> tuple[Warehouse, pd.DataFrame]:
+    """A local warehouse with two instruments × two months, and what was written to it."""
+    warehouse = Warehouse(tmp_path / "warehouse")
+    written = []
+    for instrument in (BTC_1H, ETH_1H):
+        for month in (JUNE, JULY):
+            table = month_table(instrument, month)
+            warehouse.write(instrument, month, table)
+            written.append(table.to_pandas().assign(symbol=instrument.symbol))
+    # Rejected input lives outside the table's folder: no reader picks it up.
+    warehouse.quarantine(
+        BTC_1H, JULY, [("2026-07.parquet", pq_bytes(month_table(BTC_1H, JULY)))], {}
+    )
+    return warehouse, pd.concat(written, ignore_index=True)
+
+
+def pq_bytes(table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
+
+
+def test_load_l1_imbalance_returns_the_stored_rows(filled, monkeypatch):
+    from aperiodic_assets import load_l1_imbalance
+
+    warehouse, written = filled
+    frame = load_l1_imbalance([BTC_1H.key, ETH_1H], "2026-06", JULY, warehouse_url=warehouse.url)
+    assert len(frame) == len(written) == 2 * (30 + 31) * 24
+    assert list(frame.columns) == [*written.columns.drop("symbol"), *PARTITION_COLUMNS]
+    ours = frame.sort_values(["symbol", "time"], ignore_index=True)
+    theirs = written.sort_values(["symbol", "time"], ignore_index=True)
+    pd.testing.assert_frame_equal(ours[theirs.columns], theirs, check_dtype=False)
+    assert set(zip(frame["year"], frame["month"], strict=True)) == {(2026, 6), (2026, 7)}
+
+    monkeypatch.setenv("WAREHOUSE_URL", warehouse.url)
+    one = load_l1_imbalance(ETH_1H.key, "2026-07", columns=["time", "imbalance_ratio"])
+    assert len(one) == 31 * 24
+    assert list(one.columns) == ["time", "imbalance_ratio", *PARTITION_COLUMNS]
+    assert set(one["symbol"]) == {ETH_1H.symbol}
+    assert load_l1_imbalance(BTC_1H, "2026-05").empty
+
+
+def test_importing_the_package_stays_light():
+    code = (
+        "import sys, aperiodic_assets;"
+        "assert 'pyarrow' not in sys.modules and 'dagster' not in sys.modules;"
+        "from aperiodic_assets import load_l1_imbalance;"
+        "assert callable(load_l1_imbalance) and 'dagster' not in sys.modules;"
+        "print('ok')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_duckdb_reads_the_warehouse_as_one_table(filled):
+    warehouse, written = filled
+    glob = f"{warehouse.url}/l1_imbalance/**/*.parquet"
+    (count,) = duckdb.sql(
+        f"select count(*) from read_parquet('{glob}', hive_partitioning=true)"
+    ).fetchall()[0]
+    assert count == len(written)
+    # Zero-padded months are read as text unless the types are given.
+    per_partition = duckdb.sql(
+        f"select symbol, year, month, count(*) from read_parquet('{glob}', hive_partitioning=true,"
+        " hive_types={'year': INTEGER, 'month': INTEGER}) group by all order by all"
+    ).fetchall()
+    expected = written.groupby(["symbol", written["time"].dt.year, written["time"].dt.month])
+    assert per_partition == [(s, y, m, n) for (s, y, m), n in expected.size().items()]
