@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from .api import DEFAULT_API_URL
+from .assets.downstream import l1_imbalance_daily, l1_imbalance_monthly_summary
 from .assets.l1_imbalance import l1_imbalance
 from .automation import monthly_schedule, new_month_sensor
 from .partitions import l1_partitions
@@ -26,8 +28,12 @@ l1_imbalance_job = dg.define_asset_job(
     "l1_imbalance_job", selection=[l1_imbalance], partitions_def=l1_partitions
 )
 
+#: S3 settings for the whole code location (the warehouse and anyone else's S3 access); unset
+#: fields come from the standard AWS configuration (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE...).
+s3 = S3Resource()
+
 defs = dg.Definitions(
-    assets=[l1_imbalance],
+    assets=[l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary],
     jobs=[l1_imbalance_job],
     sensors=[new_month_sensor],
     schedules=[monthly_schedule],
@@ -36,6 +42,7 @@ defs = dg.Definitions(
             api_url=_env_or("APERIODIC_API_URL", DEFAULT_API_URL),
             api_key=dg.EnvVar("APERIODIC_API_KEY"),
         ),
-        "warehouse": WarehouseResource(url=_env_or("WAREHOUSE_URL", "warehouse")),
+        "s3": s3,
+        "warehouse": WarehouseResource(url=_env_or("WAREHOUSE_URL", "warehouse"), s3=s3),
     },
 )
