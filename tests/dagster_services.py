@@ -38,8 +38,8 @@ TERMINAL_BACKFILL_STATUSES = frozenset(
     {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 )
 
-# The mutations the UI sends: the asset backfill dialog (LaunchAssetChoosePartitionsDialog) and
-# the backfill page's "Re-execute" menu, as found in dagster-webserver 1.13's bundle.
+# The mutations the UI sends, as found in dagster-webserver 1.13's bundle: "Launch backfill" in
+# an asset's Materialize dialog, and "Re-execute" on the backfill page.
 LAUNCH_BACKFILL = """
 mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $backfillParams) {
@@ -124,17 +124,6 @@ def free_port() -> int:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
-
-
-def merged(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied recursively: mappings merge, anything else replaces."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass
@@ -231,11 +220,7 @@ class DagsterServices:
         return payload["data"]
 
     def launch_backfill(
-        self,
-        asset_key: Sequence[str],
-        partition_names: Sequence[str],
-        title: str | None = None,
-        run_config: Mapping[str, Any] | None = None,
+        self, asset_key: Sequence[str], partition_names: Sequence[str], title: str | None = None
     ) -> str:
         """What the UI's "Launch backfill" sends for selected partitions of an asset."""
         params: dict[str, Any] = {
@@ -246,8 +231,6 @@ class DagsterServices:
         }
         if title:
             params["title"] = title
-        if run_config:
-            params["runConfigData"] = dict(run_config)
         data = self.graphql(LAUNCH_BACKFILL, {"backfillParams": params})
         return _backfill_id(data["launchPartitionBackfill"])
 

@@ -71,6 +71,15 @@ def materialization_counts(instance: dg.DagsterInstance, keys: list[str]) -> dic
     }
 
 
+def check_results(result: dg.ExecuteInProcessResult, key: str) -> dict[str, tuple]:
+    """What the run reported for each check of one partition."""
+    return {
+        e.check_name: (e.passed, e.severity, e.description, e.metadata, e.blocking)
+        for e in result.get_asset_check_evaluations()
+        if e.partition == key
+    }
+
+
 def checks_passed_and_current(instance: dg.DagsterInstance, key: str) -> bool:
     """Every check of the partition passed against its latest materialization (the UI's view)."""
     infos = instance.event_log_storage.get_asset_check_partition_info(
@@ -105,10 +114,13 @@ def test_a_ranged_run_reports_each_partition_as_a_single_partition_run_does(
     ranged = landed(result)
     months = {k.split("|")[1] for k in ranged}
     assert months == {"2026-07", "2026-08", "2026-09"}, "unpublished October: nothing"
-    august = ranged[str(partition_key(BTC_1H, Month(2026, 8)))]
-    # Same bytes, same data version, and exactly the tags Dagster gives a single-partition run.
+    august_key = str(partition_key(BTC_1H, Month(2026, 8)))
+    august = ranged[august_key]
+    # Same bytes, same data version, exactly the tags and check results of a single-partition run.
     assert august.tags == single_mat.tags
     assert august.metadata.keys() == single_mat.metadata.keys()
+    assert check_results(result, august_key) == check_results(single, august_key)
+    assert len(check_results(result, august_key)) == len(CHECK_KEYS)
     versions = {k: m.tags["dagster/data_version"] for k, m in ranged.items()}
     assert all(versions[k] == ranged[k].metadata["sha256"].value for k in ranged)
     assert len(set(versions.values())) == 3
@@ -123,28 +135,28 @@ def test_a_ranged_run_reports_each_partition_as_a_single_partition_run_does(
 
 
 def test_a_ranged_run_fails_only_its_bad_partitions(sandbox, resources, instance, warehouse):
-    bad = partition_key(BTC_1H, Month(2026, 8))
+    july, august, september = (partition_key(BTC_1H, Month(2026, m)) for m in (7, 8, 9))
     sandbox.corrupt("broken_identity", BTC_1H.exchange, BTC_1H.symbol, "2026-08")
+    sandbox.inject("status", count=-1, exchange=BTC_1H.exchange, month="2026-09", status=503)
 
-    result = ranged_run(
-        partition_key(BTC_1H, Month(2026, 7)),
-        partition_key(BTC_1H, Month(2026, 9)),
-        resources,
-        instance,
-    )
+    result = ranged_run(july, september, resources, instance)
 
     assert not result.success
-    assert set(landed(result)) == {
-        str(partition_key(BTC_1H, m)) for m in (Month(2026, 7), Month(2026, 9))
-    }
-    assert latest(instance, str(bad)) is None
-    assert warehouse.partitions() == [(BTC_1H, Month(2026, 7)), (BTC_1H, Month(2026, 9))]
+    assert set(landed(result)) == {str(july)}
+    assert latest(instance, str(august)) is None and latest(instance, str(september)) is None
+    assert warehouse.partitions() == [(BTC_1H, Month(2026, 7))]
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     error = failure.step_failure_data.error
-    assert error is not None and "1 of 3 partitions failed" in error.message
+    assert error is not None and "2 of 3 partitions failed" in error.message
     table = failure.step_failure_data.user_failure_data.metadata["failed_partitions"].value
-    assert str(bad).replace("|", "\\|") in table
-    assert "pct_sum_to_one" in table and "_quarantine" in table
+    august_row, september_row = (
+        next(line for line in table.splitlines() if str(k).replace("|", "\\|") in line)
+        for k in (august, september)
+    )
+    assert "pct_sum_to_one" in august_row and "_quarantine" in august_row
+    assert "HTTP 503" in september_row
+    # A transient API error too: no step retry, which would redo July.
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
 
 
 def test_a_range_across_instruments_covers_exactly_them(resources, instance):
