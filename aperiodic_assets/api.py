@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,20 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 _CHUNK = 1 << 16
 
 log = logging.getLogger(__name__)
+_QUERY = re.compile(r"\?[^\s\"']*")
+
+
+class _RedactQueryStrings(logging.Filter):
+    """urllib3 logs request lines with the full URL at DEBUG: drop query strings (signatures)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _QUERY.sub("?<redacted>", message), ()
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactQueryStrings())
 
 
 # --------------------------------------------------------------------------------------- errors

@@ -7,6 +7,7 @@ sandbox saw, and that a failure leaves no file in the warehouse.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -221,3 +222,11 @@ def test_an_oversize_file_is_refused_before_its_body_is_read(sandbox, warehouse)
         run_partition(client, warehouse, BTC_1H, JULY)
     assert count(sandbox, "download") == 1
     assert_nothing_written(warehouse)
+
+
+def test_debug_logging_of_the_http_library_shows_no_signature(sandbox, warehouse, caplog):
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    run_partition(make_client(sandbox), warehouse, BTC_1H, JULY)
+    request_lines = [r.getMessage() for r in caplog.records if "/files/" in r.getMessage()]
+    assert request_lines, "urllib3 logged the download"
+    assert all("X-Amz" not in line and "?<redacted>" in line for line in request_lines)
