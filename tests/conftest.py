@@ -6,11 +6,14 @@ from collections.abc import Iterator
 from datetime import date
 
 import dagster as dg
+import pyarrow as pa
 import pytest
 
 from aperiodic_assets.api import AperiodicClient, RetryConfig
+from aperiodic_assets.months import Month
 from aperiodic_assets.resources import AperiodicResource, WarehouseResource
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
+from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
 
@@ -29,6 +32,18 @@ FAST_RETRY = RetryConfig(
     connect_timeout_s=2.0,
     read_timeout_s=2.0,
 )
+
+
+def month_table(instrument: Instrument, month: Month) -> pa.Table:
+    """The sandbox's data for one whole month of one instrument, as the generator makes it."""
+    return generate(
+        instrument.exchange,
+        instrument.symbol,
+        instrument.interval,
+        instrument.timestamp,
+        month.first_day,
+        month.next().first_day,
+    )
 
 
 @pytest.fixture

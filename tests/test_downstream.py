@@ -35,11 +35,10 @@ from aperiodic_assets.assets.downstream import (
 from aperiodic_assets.assets.l1_imbalance import l1_imbalance
 from aperiodic_assets.months import Month
 from aperiodic_assets.partitions import partition_key
-from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import PARTITION_COLUMNS, Warehouse
 
-from .conftest import BTC_1H
+from .conftest import BTC_1H, month_table
 
 ROOT = Path(__file__).resolve().parents[1]
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
@@ -66,17 +65,6 @@ def stale(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> Sta
 
 def data_version(mat: dg.AssetMaterialization) -> str:
     return mat.tags["dagster/data_version"]
-
-
-def month_table(instrument: Instrument, month: Month):
-    return generate(
-        instrument.exchange,
-        instrument.symbol,
-        instrument.interval,
-        instrument.timestamp,
-        month.first_day,
-        month.next().first_day,
-    )
 
 
 def test_downstream_follows_only_real_upstream_data_changes(sandbox, resources, instance):

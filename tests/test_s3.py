@@ -26,11 +26,10 @@ from aperiodic_assets.assets.l1_imbalance import l1_imbalance
 from aperiodic_assets.months import Month
 from aperiodic_assets.partitions import partition_key
 from aperiodic_assets.resources import AperiodicResource, WarehouseResource
-from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
 
-from .conftest import BTC_1H, KEY
+from .conftest import BTC_1H, KEY, month_table
 from .s3_server import BUCKET, REGION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +119,7 @@ def test_a_killed_writer_leaves_no_partition_and_then_the_previous_version(wareh
     assert not warehouse.exists(BTC_1H, JULY)
     assert warehouse.partitions() == []
 
-    previous = warehouse.write(BTC_1H, JULY, _month_table(BTC_1H, JULY))
+    previous = warehouse.write(BTC_1H, JULY, month_table(BTC_1H, JULY))
     stored = warehouse.read_bytes(BTC_1H, JULY)
     _kill_mid_write(warehouse)
     assert warehouse.read_bytes(BTC_1H, JULY) == stored
@@ -142,17 +141,6 @@ def test_the_shared_s3_resource_configures_the_warehouse(s3_env, monkeypatch, sa
     assert warehouse.fs.endpoint_url == s3_env
     assert mat.metadata["path"].value == warehouse.uri(BTC_1H, JULY)
     assert warehouse.read([BTC_1H], [JULY]).num_rows == 31 * 24
-
-
-def _month_table(instrument: Instrument, month: Month):
-    return generate(
-        instrument.exchange,
-        instrument.symbol,
-        instrument.interval,
-        instrument.timestamp,
-        month.first_day,
-        month.next().first_day,
-    )
 
 
 def _pending_writes(warehouse: Warehouse) -> set[str]:

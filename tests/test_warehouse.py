@@ -12,11 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from aperiodic_assets.months import Month
-from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
 
-from .conftest import BTC_1H
+from .conftest import BTC_1H, month_table
 
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 JULY = Month(2026, 7)
@@ -29,17 +28,6 @@ def warehouse(warehouse_url: str) -> Warehouse:
 
 def read_parquet(warehouse: Warehouse, url: str) -> pa.Table:
     return pq.read_table(io.BytesIO(warehouse.fs.cat_file(url)))
-
-
-def month_table(instrument: Instrument, month: Month) -> pa.Table:
-    return generate(
-        instrument.exchange,
-        instrument.symbol,
-        instrument.interval,
-        instrument.timestamp,
-        month.first_day,
-        month.next().first_day,
-    )
 
 
 def test_write_uses_the_hive_layout_and_reads_back(warehouse: Warehouse):
