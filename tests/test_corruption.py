@@ -1,7 +1,7 @@
-"""Each corruption mode is caught by exactly the one check ``MODES`` names; sandbox data is clean.
+"""Each corruption mode is caught by exactly the rule ``MODES`` names, and so by exactly its check.
 
-A check that could not run because the schema check rejected a column it needs is "not
-evaluated", which is not a failure: the schema modes fail exactly ``schema``.
+A rule that could not run because the schema rule rejected a column it needs is "not evaluated",
+which is not a failure: the schema modes fail exactly ``schema``. Sandbox data is clean.
 """
 
 from __future__ import annotations
@@ -19,12 +19,18 @@ from aperiodic_assets.universe import Instrument
 from aperiodic_assets.validation import CHECKS, ValidationReport, validate
 from tests.test_validation import MONTH, build_table, instrument
 
-SEVERITY = {spec.name: spec.severity for spec in CHECKS}
+CHECK_OF = {rule.name: check for check in CHECKS for rule in check.rules}
 SCHEMA_MODES = {"missing_column", "renamed_column", "string_column"}
 
 
-def failed(report: ValidationReport) -> set[str]:
-    return {c.name for c in report.checks if c.failed}
+def assert_caught_by_exactly(report: ValidationReport, rule: str) -> None:
+    """Only ``rule`` failed, only its check failed, and the check's metadata counts it."""
+    check = CHECK_OF[rule].name
+    assert {r.name for r in report.rules if r.failed} == {rule}, report.summary()
+    assert {c.name for c in report.checks if c.failed} == {check}, report.summary()
+    assert report.rule(rule).violations > 0
+    assert report.check(check).metadata[rule] == report.rule(rule).violations
+    assert report.ok == (CHECK_OF[rule].severity == "warn")
 
 
 def ipc_bytes(table: pa.Table) -> bytes:
@@ -46,34 +52,32 @@ def sandbox_month(interval: str, timestamp: str = "exchange") -> pa.Table:
     )
 
 
-def test_every_mode_names_a_declared_check() -> None:
-    assert set(MODES.values()) <= set(SEVERITY)
-    assert {m for m, check in MODES.items() if SEVERITY[check] == "warn"} == {"gap"}
+def test_every_mode_names_a_declared_rule() -> None:
+    assert set(MODES.values()) <= set(CHECK_OF)
+    assert {m for m, rule in MODES.items() if CHECK_OF[rule].severity == "warn"} == {"gap"}
 
 
 @pytest.mark.parametrize("interval", ["1m", "1h", "1d"])
 @pytest.mark.parametrize("mode", list(MODES))
-def test_corruption_fails_exactly_the_check_named_for_it(mode: str, interval: str) -> None:
+def test_corruption_fails_exactly_the_rule_named_for_it(mode: str, interval: str) -> None:
     clean = build_table(interval)
     assert validate(clean, instrument(interval), MONTH).ok
 
     report = validate(apply_corruption(clean, mode, interval), instrument(interval), MONTH)
 
-    assert failed(report) == {MODES[mode]}, report.summary()
-    assert report.ok == (SEVERITY[MODES[mode]] == "warn")
-    assert report.check(MODES[mode]).violations > 0
+    assert_caught_by_exactly(report, MODES[mode])
     if mode in SCHEMA_MODES:
-        assert report.not_evaluated, "a broken column leaves the checks that need it unevaluated"
+        assert report.not_evaluated, "a broken column leaves the rules that need it unevaluated"
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_corruption_of_sandbox_data_fails_exactly_the_check_named_for_it(mode: str) -> None:
+def test_corruption_of_sandbox_data_fails_exactly_the_rule_named_for_it(mode: str) -> None:
     report = validate(apply_corruption(sandbox_month("1h"), mode, "1h"), instrument("1h"), MONTH)
-    assert failed(report) == {MODES[mode]}, report.summary()
+    assert_caught_by_exactly(report, MODES[mode])
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_corruption_of_one_daily_file_fails_exactly_the_check_named_for_it(mode: str) -> None:
+def test_corruption_of_one_daily_file_fails_exactly_the_rule_named_for_it(mode: str) -> None:
     day = date(2026, 8, 5)
     table = generate("okx-perps", "perpetual-BTC-USDT:USDT", "1h", "true", day, day.replace(day=6))
     inst = Instrument("okx-perps", "perpetual-BTC-USDT:USDT", "1h", "true")
@@ -81,10 +85,9 @@ def test_corruption_of_one_daily_file_fails_exactly_the_check_named_for_it(mode:
         apply_corruption(table, mode, "1h"),
         inst,
         Month(2026, 8),
-        expected_start=datetime(2026, 8, 5),
-        expected_end=datetime(2026, 8, 6),
+        window=(datetime(2026, 8, 5), datetime(2026, 8, 6)),
     )
-    assert failed(report) == {MODES[mode]}, report.summary()
+    assert_caught_by_exactly(report, MODES[mode])
 
 
 def test_a_gap_in_a_one_row_file_removes_that_row() -> None:

@@ -18,12 +18,13 @@ from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.corruption import MODES
 from aperiodic_assets.schema import INTERVALS, TIMESTAMP_MODES
 from aperiodic_assets.universe import Instrument
-from aperiodic_assets.validation import ValidationReport, validate
+from aperiodic_assets.validation import CHECKS, ValidationReport, validate
 from aperiodic_assets.warehouse import QUARANTINE, Warehouse
 
 from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY
 
 JULY = Month(2026, 7)
+CHECK_OF = {rule.name: check.name for check in CHECKS for rule in check.rules}
 
 
 def fetch_and_validate(client: AperiodicClient, instrument: Instrument, month: Month):
@@ -33,7 +34,10 @@ def fetch_and_validate(client: AperiodicClient, instrument: Instrument, month: M
 
 
 def failed(report: ValidationReport) -> set[str]:
-    return {c.name for c in report.checks if not c.passed}
+    """Checks and rules that did not pass."""
+    return {c.name for c in report.checks if not c.passed} | {
+        r.name for r in report.rules if not r.passed
+    }
 
 
 @pytest.mark.parametrize("timestamp", TIMESTAMP_MODES)
@@ -56,10 +60,13 @@ def test_a_transition_month_passes_every_check():
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-def test_each_served_corruption_is_caught_by_exactly_its_check(sandbox, client, mode):
+def test_each_served_corruption_is_caught_by_exactly_its_rule_and_check(sandbox, client, mode):
     sandbox.corrupt(mode, exchange=BTC_1H.exchange, symbol=BTC_1H.symbol, month=JULY.key)
     _, report = fetch_and_validate(client, BTC_1H, JULY)
-    assert failed(report) - {c.name for c in report.not_evaluated} == {MODES[mode]}
+    rule, check = MODES[mode], CHECK_OF[MODES[mode]]
+    assert {r.name for r in report.rules if r.failed} == {rule}, report.summary()
+    assert {c.name for c in report.checks if c.failed} == {check}, report.summary()
+    assert report.check(check).metadata[rule] > 0
     assert report.ok == (mode == "gap")
 
 
@@ -81,7 +88,7 @@ def test_a_hard_failure_fails_the_run_writes_nothing_and_quarantines_the_input(
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     message = failure.step_failure_data.user_failure_data.description
-    assert f"{BTC_1H.key} {JULY}: check pct_sum_to_one failed" in message
+    assert f"{BTC_1H.key} {JULY}: check identities failed, rule pct_sum_to_one (" in message
     assert "violations" in message and "first at 2026-07-" in message
     assert "_quarantine" in message
     assert not warehouse.exists(BTC_1H, JULY)
@@ -95,7 +102,11 @@ def test_a_hard_failure_fails_the_run_writes_nothing_and_quarantines_the_input(
     assert files == ["2026-07.parquet", "report.json"]
     report = json.loads(warehouse.fs.cat_file(f"{attempts[0]}/report.json"))
     assert report["ok"] is False
-    assert {c["name"] for c in report["checks"] if c["status"] == "failed"} == {"pct_sum_to_one"}
+    assert {c["name"] for c in report["checks"] if c["status"] == "failed"} == {"identities"}
+    failed_rules = {
+        r["name"] for c in report["checks"] for r in c["rules"] if r["status"] == "failed"
+    }
+    assert failed_rules == {"pct_sum_to_one"}
     raw = pq.read_table(f"{attempts[0]}/2026-07.parquet")
     assert raw.num_rows == 31 * 24
 
@@ -120,12 +131,16 @@ def test_a_warn_only_partition_materializes_with_a_failed_warn_check(
     result = materialize(resources, instance)
     assert result.success and warehouse.exists(BTC_1H, JULY)
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert set(evaluations) == {c.name for c in CHECKS}
     assert len(evaluations) == len(l1_imbalance.check_specs_by_output_name)
     completeness = evaluations["completeness"]
     assert not completeness.passed
     assert completeness.severity == dg.AssetCheckSeverity.WARN
     assert completeness.partition == str(partition_key(BTC_1H, JULY))
     assert completeness.metadata["completeness_pct"].value < 100
+    assert completeness.metadata["completeness"].value > 0
+    assert completeness.metadata["expected_from"].value == "2026-07-01T00:00:00"
+    assert completeness.metadata["expected_until"].value == "2026-08-01T00:00:00"
     assert all(e.passed for name, e in evaluations.items() if name != "completeness")
     check_key = dg.AssetCheckKey(L1_IMBALANCE, "completeness")
     assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])

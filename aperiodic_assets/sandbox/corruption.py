@@ -1,10 +1,10 @@
 """Deterministic corruptions of a clean l1_imbalance table, for fault injection and tests.
 
-Each mode breaks exactly one rule of the file contract, chosen so that exactly one check in
-``validation.CHECKS`` fails: ``MODES`` names it. The schema modes (missing_column,
-renamed_column, string_column) also leave the checks that need the broken column "not
-evaluated" (neither passed nor failed; see ``validation``). Pure: no I/O, no randomness.
-Never imports dagster.
+Each mode breaks exactly one rule of the file contract, chosen so that exactly one validation
+rule fails, and so exactly one check of ``validation.CHECKS``: ``MODES`` names the rule. The
+schema modes (missing_column, renamed_column, string_column) also leave the rules that need the
+broken column "not evaluated" (neither passed nor failed; see ``validation``). Pure: no I/O, no
+randomness. Never imports dagster.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from ..months import Month
 from ..schema import METRIC_COLUMNS, TIME, interval_seconds
 
-#: Corruption mode -> the one check in ``validation.CHECKS`` that catches it.
+#: Corruption mode -> the one validation rule that catches it.
 MODES: dict[str, str] = {
     "broken_identity": "pct_sum_to_one",
     "duplicate_times": "time_unique",
