@@ -1,8 +1,9 @@
 """AperiodicClient: the HTTP client for the Aperiodic data API.
 
-Owns listing a month's files, downloading them through presigned URLs, and every way that can
-go wrong: retries with backoff and ``Retry-After`` (tenacity), an overall time budget, expired
-URLs (re-listed once), truncated or oversize bodies, undecodable Parquet and foreign hosts.
+Owns listing a month's files, probing and downloading them through presigned URLs, and every
+way that can go wrong: retries with backoff and ``Retry-After`` (tenacity), an overall time
+budget, expired URLs (re-listed once), truncated or oversize bodies, undecodable Parquet and
+foreign hosts.
 It never imports dagster, and never lets the API key or a URL's query string (the presigned
 signature) into a log line or an exception message.
 """
@@ -13,7 +14,6 @@ import email.utils
 import fnmatch
 import hashlib
 import logging
-import os
 import re
 import tempfile
 import time
@@ -21,17 +21,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
+from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
+from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception,
+    retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
+    wait_exponential_jitter,
 )
 
 from .months import Month
@@ -42,6 +45,9 @@ DEFAULT_API_URL = "https://aperiodic.io/api/v1"
 DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("*.aperiodic.io", "aperiodic.io")
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 _CHUNK = 1 << 16
+#: The object's total size in the answer to a ranged GET: ``bytes 0-0/12345``.
+_CONTENT_RANGE_TOTAL = re.compile(r"bytes\s+\d+-\d+/(\d+)")
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 _QUERY = re.compile(r"\?[^\s\"']*")
@@ -95,13 +101,24 @@ class NotFoundError(ApiError):
 
 
 class TransientError(AperiodicError):
-    """Rate limits, 5xx, resets, timeouts and short bodies that outlasted every retry."""
+    """Rate limits, 5xx, resets, timeouts and short bodies that outlasted every retry.
+
+    ``retry_after_s`` is the wait the server asked for in its last answer (``Retry-After``), or
+    None: a caller that retries later (Dagster's retry policy) should wait at least that long.
+    """
 
     transient = True
 
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 
 class UrlExpiredError(AperiodicError):
-    """A presigned URL was refused (403) even after the file list was requested again."""
+    """A presigned URL was refused (403): it expired, so only a fresh file list can help.
+
+    ``fetch_month`` and ``probe_month`` list the month again once before raising it.
+    """
 
     transient = True
 
@@ -114,16 +131,46 @@ class DownloadRejectedError(AperiodicError):
     """A file is larger than allowed or is not decodable Parquet after a second try."""
 
 
-class _ShortBody(Exception):
+class _Transient(Exception):
+    """A failed attempt that another attempt may fix: the retry policy retries exactly these."""
+
+    #: What kind of problem, for :meth:`describe`.
+    what = "problem"
+
+    def describe(self) -> str:
+        """The problem for a log line or the final error; never holds a URL."""
+        return f"{self.what}: {self}"
+
+
+class _Retryable(_Transient):
+    """An HTTP status worth retrying (429, 5xx), with the server's ``Retry-After`` if any."""
+
+    def __init__(self, status: int, retry_after: str | None) -> None:
+        self.status = status
+        self.retry_after = _parse_retry_after(retry_after)
+        super().__init__(f"HTTP {status}")
+
+    def describe(self) -> str:
+        after = f", Retry-After {self.retry_after:.0f}s" if self.retry_after is not None else ""
+        return f"HTTP {self.status}{after}"
+
+
+class _Transport(_Transient):
+    """A connection error or timeout, described without its URL."""
+
+    what = "connection problem"
+
+
+class _ShortBody(_Transient):
     """A body ended before its Content-Length: retried, and reported as transient at the end."""
 
+    what = "incomplete body"
 
-class _CorruptParquet(Exception):
+
+class _CorruptParquet(_Transient):
     """A body of the announced length that Parquet cannot decode: retried once."""
 
-
-class _Expired(Exception):
-    """403 on a presigned URL: the caller must list the files again."""
+    what = "body is not readable Parquet"
 
 
 # ------------------------------------------------------------------------------------ data types
@@ -183,8 +230,8 @@ class FileStamp:
 def files_identity(files: Iterable[tuple[str, str, int]]) -> str:
     """A short digest of a month's files as (label, ETag, size): changes when one is republished.
 
-    The sensor computes it from HEAD requests, the asset from what it downloaded, so a partition
-    materialized from the same files is recognised without downloading anything.
+    The sensor computes it from probes (one-byte ranged GETs), the asset from what it downloaded,
+    so a partition materialized from the same files is recognised without downloading anything.
     """
     text = "\n".join(f"{label} {etag.strip(chr(34))} {size}" for label, etag, size in sorted(files))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -206,7 +253,7 @@ class RetryConfig:
 
 # ----------------------------------------------------------------------------------- the client
 class AperiodicClient:
-    """List and download l1_imbalance files for one instrument and month."""
+    """List, probe and download l1_imbalance files; one client may serve several threads."""
 
     def __init__(
         self,
@@ -217,10 +264,17 @@ class AperiodicClient:
         allowed_hosts: Iterable[str] = DEFAULT_ALLOWED_HOSTS,
         max_file_bytes: int = 512 * 1024 * 1024,
         max_concurrent_downloads: int = 4,
+        max_connections: int | None = None,
         client_tag: str | None = None,
         logger: logging.Logger | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """``max_connections`` is the connection pool per host (default: the download limit).
+
+        Threads sharing this client need together up to ``threads × max_concurrent_downloads``
+        connections; a smaller pool makes urllib3 discard and reopen connections ("Connection
+        pool is full").
+        """
         self.api_url = api_url.rstrip("/")
         self._api_key = api_key
         self.retry = retry or RetryConfig()
@@ -231,6 +285,9 @@ class AperiodicClient:
         self.log = logger or log
         self._sleep = sleep
         self._session = requests.Session()
+        pool = HTTPAdapter(pool_maxsize=max(1, max_connections or self.max_concurrent_downloads))
+        for scheme in ("http://", "https://"):
+            self._session.mount(scheme, pool)
         self._session.headers["User-Agent"] = "aperiodic-assets"
         if client_tag:
             self._session.headers["X-Client-Tag"] = client_tag
@@ -256,7 +313,7 @@ class AperiodicClient:
         where = f"list {instrument.key} {start}..{end}"
 
         def attempt() -> list[FileInfo]:
-            response = self._get(url, where, params=params, headers={"X-API-KEY": self._api_key})
+            response = self._get(url, params=params, headers={"X-API-KEY": self._api_key})
             with response:
                 self._raise_for_status(response, where)
                 try:
@@ -278,32 +335,41 @@ class AperiodicClient:
         files = self.list_files(instrument, month.first_day, month.last_day)
         return [f for f in files if (f.year, f.month) == (month.year, month.month)]
 
+    # ----------------------------------------------------------------------------------- probes
     def probe_month(self, instrument: Instrument, month: Month) -> list[FileStamp]:
-        """ETag, size and Last-Modified of each file of ``month`` (one listing, HEAD requests).
+        """The :meth:`stamp` of each file of ``month``, in list order; empty when unpublished.
 
-        Cheap enough for a sensor: nothing is downloaded. Empty when nothing is published.
+        Cheap enough for a sensor: one listing and one byte per file. Refused URLs get one
+        fresh listing, as in :meth:`fetch_month`.
         """
-        files = self.list_month(instrument, month)
-        for f in files:
-            self._check_host(f)
-        workers = max(1, min(self.max_concurrent_downloads, len(files)))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(self._stamp, files))
+        return self._each_file(instrument, month, self.stamp)
 
-    def _stamp(self, info: FileInfo) -> FileStamp:
+    def stamp(self, info: FileInfo) -> FileStamp:
+        """ETag, size and Last-Modified of one file, from a GET of its first byte.
+
+        Not HEAD: a presigned URL is signed for GET only, and S3/R2 refuse HEAD on it with 403.
+        A 403 raises UrlExpiredError at once: only a fresh listing can help.
+        """
+        self._check_host(info)
         where = f"probe {info.label} at {info.location}"
 
         def attempt() -> FileStamp:
-            response = self._get(info.url, where, method="HEAD")
+            response = self._get(info.url, stream=True, headers={"Range": "bytes=0-0"})
             with response:
-                if response.status_code == 403:
-                    raise _Retryable(403, None)  # expired between listing and probe: rare, retry
-                self._raise_for_status(response, where)
+                self._raise_for_file_status(response, where)
                 headers = response.headers
+                if response.status_code == 206:
+                    size = _range_total(headers.get("Content-Range", ""), where)
+                    try:  # the one byte: a fully read response returns its connection to the pool
+                        response.raw.read(1)
+                    except Exception as exc:  # urllib3 ProtocolError, ReadTimeoutError, resets
+                        raise _Transport(type(exc).__name__) from None
+                else:  # the server ignored Range: the whole file follows, so leave it unread
+                    size = int(headers.get("Content-Length") or 0)
                 return FileStamp(
                     label=info.label,
                     etag=headers.get("ETag", "").strip('"'),
-                    size=int(headers.get("Content-Length") or 0),
+                    size=size,
                     last_modified=headers.get("Last-Modified", ""),
                 )
 
@@ -311,69 +377,13 @@ class AperiodicClient:
 
     # -------------------------------------------------------------------------------- downloads
     def fetch_month(self, instrument: Instrument, month: Month) -> list[SourceFile]:
-        """Download every file of ``month``; an expired URL triggers one fresh listing."""
-        files = self.list_month(instrument, month)
-        if not files:
-            return []
-        done, expired = self._download_all(files)
-        if expired:
-            self.log.warning(
-                "%s %s: %d presigned URL(s) expired or were refused; listing the files again",
-                instrument.key,
-                month,
-                len(expired),
-            )
-            fresh = {f.label: f for f in self.list_month(instrument, month)}
-            retry = [fresh[f.label] for f in expired if f.label in fresh]
-            again, still_expired = self._download_all(retry)
-            done += again
-            missing = [f.label for f in expired if f.label not in fresh]
-            if still_expired or missing:
-                labels = [f.label for f in still_expired] + missing
-                raise UrlExpiredError(
-                    f"{instrument.key} {month}: download URL(s) for {labels} were refused"
-                    " (HTTP 403) twice, also after listing the files again. The clock of this"
-                    " machine may be off, or the API is handing out URLs that are already"
-                    " expired; retry later."
-                )
-        return sorted(done, key=lambda s: s.info.sort_key)
-
-    def _download_all(self, files: list[FileInfo]) -> tuple[list[SourceFile], list[FileInfo]]:
-        for f in files:
-            self._check_host(f)
-        done: list[SourceFile] = []
-        expired: list[FileInfo] = []
-        workers = min(self.max_concurrent_downloads, len(files))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for info, result in zip(files, pool.map(self._download_or_expired, files), strict=True):
-                if result is None:
-                    expired.append(info)
-                else:
-                    done.append(result)
-        return done, expired
-
-    def _download_or_expired(self, info: FileInfo) -> SourceFile | None:
-        try:
-            return self.download(info)
-        except _Expired:
-            return None
-
-    def _check_host(self, info: FileInfo) -> None:
-        parts = urlsplit(info.url)
-        host = parts.hostname or ""
-        if parts.scheme not in ("http", "https") or not any(
-            fnmatch.fnmatch(host, pattern) for pattern in self.allowed_hosts
-        ):
-            raise DisallowedHostError(
-                f"file {info.label}: the file list points at {parts.scheme}://{host}, which is not"
-                f" an allowed download host ({', '.join(self.allowed_hosts)}); nothing was"
-                " downloaded. If this host is legitimate, add it to allowed_hosts."
-            )
+        """Download every file of ``month``, in list order; an expired URL triggers one listing."""
+        return self._each_file(instrument, month, self.download)
 
     def download(self, info: FileInfo) -> SourceFile:
         """Stream one file to a temporary file, check its length and that it decodes.
 
-        Raises ``_Expired`` on 403 so that :meth:`fetch_month` can list the files again.
+        A 403 raises UrlExpiredError at once; :meth:`fetch_month` lists the files again.
         """
         self._check_host(info)
         where = f"download {info.label} from {info.location}"
@@ -394,12 +404,83 @@ class AperiodicClient:
 
         return self._retrying(where, attempt)
 
+    def _each_file(
+        self, instrument: Instrument, month: Month, work: Callable[[FileInfo], _T]
+    ) -> list[_T]:
+        """``work`` on each file of ``month``; files whose URL is refused are listed once more.
+
+        Presigned URLs expire (a long backfill, a slow queue): a fresh listing hands out new
+        ones. A second refusal means something else is wrong, so it raises UrlExpiredError.
+        """
+        files = self.list_month(instrument, month)
+        results, refused = self._run_all(files, work)
+        if refused:
+            self.log.warning(
+                "%s %s: %d presigned URL(s) expired or were refused; listing the files again",
+                instrument.key,
+                month,
+                len(refused),
+            )
+            fresh = {f.label: f for f in self.list_month(instrument, month)}
+            again, still_refused = self._run_all(
+                [fresh[f.label] for f in refused if f.label in fresh], work
+            )
+            results.update(again)
+            gone = [f.label for f in refused if f.label not in fresh]
+            problems = []
+            if still_refused:
+                problems.append(
+                    f"the URL(s) of {[f.label for f in still_refused]} were refused (HTTP 403)"
+                    " twice, also after listing the files again"
+                )
+            if gone:
+                problems.append(
+                    f"the URL(s) of {gone} were refused (HTTP 403) and the new file list no"
+                    " longer holds them"
+                )
+            if problems:
+                raise UrlExpiredError(
+                    f"{instrument.key} {month}: {'; '.join(problems)}. The clock of this machine"
+                    " may be off, the API may be handing out URLs that are already expired, or"
+                    " the files were withdrawn; retry later."
+                )
+        return [results[f.label] for f in files]
+
+    def _run_all(
+        self, files: list[FileInfo], work: Callable[[FileInfo], _T]
+    ) -> tuple[dict[str, _T], list[FileInfo]]:
+        """``work`` on every file, a few at a time: results by label, and the refused files."""
+        for f in files:  # all hosts before any request: one foreign URL stops the whole month
+            self._check_host(f)
+        if not files:
+            return {}, []
+        with ThreadPoolExecutor(min(self.max_concurrent_downloads, len(files))) as pool:
+            futures = [(f, pool.submit(work, f)) for f in files]
+        results: dict[str, _T] = {}
+        refused: list[FileInfo] = []
+        for info, future in futures:
+            try:
+                results[info.label] = future.result()
+            except UrlExpiredError:
+                refused.append(info)
+        return results, refused
+
+    def _check_host(self, info: FileInfo) -> None:
+        parts = urlsplit(info.url)
+        host = parts.hostname or ""
+        if parts.scheme not in ("http", "https") or not any(
+            fnmatch.fnmatch(host, pattern) for pattern in self.allowed_hosts
+        ):
+            raise DisallowedHostError(
+                f"file {info.label}: the file list points at {parts.scheme}://{host}, which is not"
+                f" an allowed download host ({', '.join(self.allowed_hosts)}); nothing was"
+                " downloaded. If this host is legitimate, add it to allowed_hosts."
+            )
+
     def _download_once(self, info: FileInfo, where: str) -> SourceFile:
-        response = self._get(info.url, where, stream=True)
+        response = self._get(info.url, stream=True)
         with response:
-            if response.status_code == 403:
-                raise _Expired()
-            self._raise_for_status(response, where)
+            self._raise_for_file_status(response, where)
             announced = response.headers.get("Content-Length")
             expected = int(announced) if announced and announced.isdigit() else None
             if expected is not None and expected > self.max_file_bytes:
@@ -408,9 +489,9 @@ class AperiodicClient:
                     f" {self.max_file_bytes}; raise max_file_bytes if this size is expected."
                 )
             with tempfile.TemporaryFile(prefix="aperiodic-") as tmp:
-                size = self._stream(response, tmp, where)
-                if expected is not None and size != expected:
-                    raise _ShortBody(f"received {size} of {expected} bytes")
+                received = self._stream(response, tmp, where)
+                if expected is not None and received != expected:
+                    raise _ShortBody(f"received {received} of {expected} bytes")
                 tmp.seek(0)
                 data = tmp.read()
         try:
@@ -419,7 +500,13 @@ class AperiodicClient:
             raise _CorruptParquet(str(exc).splitlines()[0][:200]) from None
         return SourceFile(info=info, data=data, table=table, etag=response.headers.get("ETag"))
 
-    def _stream(self, response: requests.Response, sink, where: str) -> int:
+    def _stream(self, response: requests.Response, sink: IO[bytes], where: str) -> int:
+        """Write the decoded body to ``sink``; returns the bytes read from the wire.
+
+        Content-Length counts wire bytes, fewer than the decoded ones under a Content-Encoding
+        (gzip), so the length check uses ``raw.tell()``; the size limit holds against the
+        decoded bytes, since a small compressed body can expand enormously.
+        """
         size = 0
         try:
             for chunk in response.raw.stream(_CHUNK, decode_content=True):
@@ -432,24 +519,31 @@ class AperiodicClient:
                 sink.write(chunk)
         except DownloadRejectedError:
             raise
-        except Exception as exc:  # urllib3 ProtocolError, ReadTimeoutError, resets
+        except Exception as exc:  # urllib3 ProtocolError, DecodeError, ReadTimeoutError, resets
             raise _ShortBody(
-                f"body interrupted after {size} bytes ({type(exc).__name__})"
+                f"body interrupted after {response.raw.tell()} bytes ({type(exc).__name__})"
             ) from None
-        return size
+        return response.raw.tell()
 
     # ----------------------------------------------------------------------------- HTTP basics
-    def _get(self, url: str, where: str, method: str = "GET", **kwargs) -> requests.Response:
-        """One request; transport errors are re-raised without the URL (it may hold a signature)."""
+    def _get(self, url: str, **kwargs: Any) -> requests.Response:
+        """One GET; transport errors are re-raised without the URL (it may hold a signature)."""
         timeout = (self.retry.connect_timeout_s, self.retry.read_timeout_s)
         try:
-            return self._session.request(
-                method, url, timeout=timeout, allow_redirects=False, **kwargs
-            )
+            return self._session.get(url, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.Timeout:
             raise _Transport("timed out") from None
         except requests.RequestException as exc:
             raise _Transport(type(exc).__name__) from None
+
+    def _raise_for_file_status(self, response: requests.Response, where: str) -> None:
+        """As :meth:`_raise_for_status`; a 403 from a file host means the URL has expired."""
+        if response.status_code == 403:
+            raise UrlExpiredError(
+                f"{where}: the presigned URL was refused (HTTP 403): it has expired. List the"
+                " files again for a fresh URL."
+            )
+        self._raise_for_status(response, where)
 
     def _raise_for_status(self, response: requests.Response, where: str) -> None:
         status = response.status_code
@@ -469,37 +563,56 @@ class AperiodicClient:
         kind = {401: AuthError, 400: BadRequestError, 404: NotFoundError}.get(status, ApiError)
         raise kind(status, error, details, code, where)
 
-    def _retrying(self, where: str, attempt: Callable[[], object]):
-        """Run ``attempt`` under the retry policy; a last transient error becomes TransientError."""
+    def _retrying(self, where: str, attempt: Callable[[], _T]) -> _T:
+        """Run ``attempt`` under the retry policy; a last transient error becomes TransientError.
+
+        Waits as long as the server asks (Retry-After), else backs off exponentially with
+        jitter. A Retry-After beyond ``retry_after_max_s`` or the rest of the budget is not
+        waited for: the call fails at once, and the error carries the wait for a later retry.
+        """
         cfg = self.retry
+        backoff = wait_exponential_jitter(
+            multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.jitter_s
+        )
+
+        def wait(state: RetryCallState) -> float:
+            asked = _asked_wait(state)
+            return backoff(state) if asked is None else asked
+
         retryer = Retrying(
-            retry=retry_if_exception(
-                lambda e: isinstance(e, _Retryable | _Transport | _ShortBody | _CorruptParquet)
-            ),
-            stop=stop_after_attempt(cfg.max_attempts) | stop_before_delay(cfg.budget_s),
-            wait=self._wait,
+            retry=retry_if_exception_type(_Transient),
+            stop=stop_after_attempt(cfg.max_attempts)
+            | stop_before_delay(cfg.budget_s)
+            | (lambda state: (_asked_wait(state) or 0.0) > cfg.retry_after_max_s),
+            wait=wait,
             sleep=self._sleep,
             before_sleep=lambda state: self._log_retry(where, state),
             reraise=True,
         )
         try:
             return retryer(attempt)
-        except (_Retryable, _Transport, _ShortBody, _CorruptParquet) as exc:
-            raise TransientError(
-                f"{where}: gave up after {retryer.statistics.get('attempt_number', '?')} attempt(s)"
-                f" in {retryer.statistics.get('delay_since_first_attempt', 0):.1f}s; last problem:"
-                f" {_describe(exc)}. The API may be overloaded or unreachable; retry later."
-            ) from None
+        except _Transient as exc:
+            raise self._gave_up(where, exc, retryer.statistics) from None
 
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter, or the server's Retry-After, under caps."""
+    def _gave_up(self, where: str, exc: _Transient, statistics: dict[str, Any]) -> TransientError:
         cfg = self.retry
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Retryable) and exc.retry_after is not None:
-            return min(exc.retry_after, cfg.retry_after_max_s)
-        backoff = cfg.backoff_initial_s * 2 ** (state.attempt_number - 1)
-        jitter = int.from_bytes(os.urandom(2), "big") / 65535 * cfg.jitter_s
-        return min(backoff + jitter, cfg.backoff_max_s)
+        attempts = statistics.get("attempt_number", 1)
+        elapsed = statistics.get("delay_since_first_attempt", 0.0)
+        asked = exc.retry_after if isinstance(exc, _Retryable) else None
+        if isinstance(exc, _Retryable) and asked is not None and attempts < cfg.max_attempts:
+            # Attempts were left, so what stopped the retries is the asked wait itself.
+            return TransientError(
+                f"{where}: HTTP {exc.status} on attempt {attempts}: the server asked to retry"
+                f" after {asked:.0f} s, longer than this call waits (retry_after_max_s"
+                f" {cfg.retry_after_max_s:g} s, {max(0.0, cfg.budget_s - elapsed):.0f} s left of"
+                f" its {cfg.budget_s:g} s budget). Retry after that time.",
+                retry_after_s=asked,
+            )
+        return TransientError(
+            f"{where}: gave up after {attempts} attempt(s) in {elapsed:.1f}s; last problem:"
+            f" {exc.describe()}. The API may be overloaded or unreachable; retry later.",
+            retry_after_s=asked,
+        )
 
     def _log_retry(self, where: str, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -507,35 +620,28 @@ class AperiodicClient:
         self.log.warning(
             "%s: %s; attempt %d of %d, retrying in %.2fs",
             where,
-            _describe(exc),
+            exc.describe() if isinstance(exc, _Transient) else type(exc).__name__,
             state.attempt_number,
             self.retry.max_attempts,
             wait,
         )
 
 
-class _Retryable(Exception):
-    def __init__(self, status: int, retry_after: str | None) -> None:
-        self.status = status
-        self.retry_after = _parse_retry_after(retry_after)
-        super().__init__(f"HTTP {status}")
+def _asked_wait(state: RetryCallState) -> float | None:
+    """The Retry-After of the attempt that just failed, if the server sent one."""
+    exc = state.outcome.exception() if state.outcome else None
+    return exc.retry_after if isinstance(exc, _Retryable) else None
 
 
-class _Transport(Exception):
-    """A connection error or timeout, described without its URL."""
-
-
-def _describe(exc: BaseException | None) -> str:
-    if isinstance(exc, _Retryable):
-        after = f", Retry-After {exc.retry_after:.0f}s" if exc.retry_after is not None else ""
-        return f"HTTP {exc.status}{after}"
-    if isinstance(exc, _Transport):
-        return f"connection problem: {exc}"
-    if isinstance(exc, _ShortBody):
-        return f"incomplete body: {exc}"
-    if isinstance(exc, _CorruptParquet):
-        return f"body is not readable Parquet: {exc}"
-    return type(exc).__name__ if exc else "unknown"
+def _range_total(content_range: str, where: str) -> int:
+    """The file's size from a 206's ``Content-Range: bytes 0-0/TOTAL``."""
+    match = _CONTENT_RANGE_TOTAL.fullmatch(content_range.strip())
+    if match is None:
+        raise AperiodicError(
+            f"{where}: HTTP 206 with Content-Range {content_range!r}, which does not give the"
+            " file's size."
+        )
+    return int(match[1])
 
 
 def _parse_retry_after(value: str | None) -> float | None:

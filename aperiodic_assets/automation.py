@@ -1,141 +1,270 @@
-"""Schedules and sensors: new and republished months land with no one watching.
+"""Schedules and sensors: new months, new days and republished files land with no one watching.
 
-``new_month_sensor`` probes recently completed months cheaply (one listing plus HEAD requests,
-nothing downloaded) and asks for a run per partition whose files it has not seen, with a
-``run_key`` made of the partition and the files' identity: the same files never run twice, a
-republished file runs again. ``monthly_schedule`` materializes the last completed month of every
-instrument shortly after month end. Both start stopped; turn them on in the UI.
+``new_month_sensor`` compares what Aperiodic publishes for the current month and the last
+completed ones with what each partition was last built from (see :mod:`.watch`), using only
+listings and one-byte ranged GETs (a presigned URL is signed for GET: HEAD is refused, as on S3),
+concurrently and within a time budget well under Dagster's sensor timeout. The partitions of a
+tick that need work are requested as ONE asset backfill, so the asset's BackfillPolicy makes as
+few runs as a UI backfill. ``monthly_schedule`` materializes the last completed month of every
+instrument shortly after month end, as the ranged runs such a backfill would make (a schedule
+cannot request a backfill). Both start stopped; turn them on in the UI.
 """
 
-import json
+from __future__ import annotations
+
 import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dagster as dg
 
-from .api import AperiodicError, files_identity
-from .assets.l1_imbalance import L1_IMBALANCE, SOURCE_IDENTITY
+from . import watch
+from ._dagster_internals import backfill_request, ranged_run_requests
+from .api import AperiodicClient, AperiodicError, FileInfo
+from .assets.l1_imbalance import L1_IMBALANCE, SOURCE_STAMPS
 from .months import Month
-from .partitions import UNIVERSE, month_partitions, partition_key
+from .partitions import UNIVERSE, l1_partitions, month_partitions, partition_key
 from .resources import AperiodicResource
+from .universe import Instrument
 
-#: Seconds between sensor evaluations (APERIODIC_SENSOR_INTERVAL_S, default one hour).
-SENSOR_INTERVAL_S = int(os.environ.get("APERIODIC_SENSOR_INTERVAL_S", "3600"))
-#: How many completed months back the sensor looks for new or republished files.
-LOOKBACK_MONTHS = 2
-#: At most this many (instrument, month) probes per tick; the rest wait for the next tick.
-MAX_PROBES_PER_TICK = 20
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    """How often and how hard the sensor looks; environment variables override the defaults."""
+
+    #: Seconds between evaluations (APERIODIC_SENSOR_INTERVAL_S).
+    interval_s: int = 3600
+    #: Completed months watched besides the current one (APERIODIC_SENSOR_LOOKBACK_MONTHS).
+    lookback_months: int = 2
+    #: Wall time one evaluation may spend on the API; Dagster times a sensor out at 60 s.
+    budget_s: float = 25.0
+    #: Listings and ranged GETs in flight at once (APERIODIC_SENSOR_CONCURRENCY).
+    concurrency: int = 8
+
+    @classmethod
+    def from_env(cls) -> SensorSettings:
+        env = os.environ.get
+        return cls(
+            interval_s=int(env("APERIODIC_SENSOR_INTERVAL_S", cls.interval_s)),
+            lookback_months=int(env("APERIODIC_SENSOR_LOOKBACK_MONTHS", cls.lookback_months)),
+            budget_s=float(env("APERIODIC_SENSOR_BUDGET_S", cls.budget_s)),
+            concurrency=int(env("APERIODIC_SENSOR_CONCURRENCY", cls.concurrency)),
+        )
+
+
+SETTINGS = SensorSettings.from_env()
+
+
+def watched_months(current: Month, lookback: int) -> list[Month]:
+    """The current month and the ``lookback`` completed months before it, oldest first."""
+    months = [current]
+    while len(months) <= lookback:
+        months.insert(0, months[0].previous())
+    return months
+
+
+def run_bounded(
+    items: Sequence[_T], work: Callable[[_T], _R], concurrency: int, deadline: float
+) -> tuple[list[tuple[_T, _R | AperiodicError]], int]:
+    """``work`` over ``items`` in order, ``concurrency`` at a time, starting none after
+    ``deadline``: the results of those done (an AperiodicError counts as a result) and how many
+    were started."""
+    results: list[tuple[_T, _R | AperiodicError]] = []
+    started = 0
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="sensor_probe") as pool:
+        running: dict[Future, _T] = {}
+        while started < len(items) or running:
+            while started < len(items) and len(running) < concurrency:
+                if time.monotonic() >= deadline:
+                    break
+                running[pool.submit(work, items[started])] = items[started]
+                started += 1
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                item = running.pop(future)
+                error = future.exception()
+                if error is not None and not isinstance(error, AperiodicError):
+                    raise error
+                results.append((item, error if error is not None else future.result()))
+    return results, started
 
 
 @dataclass
-class SensorCursor:
-    """Per partition, the identity of the files last requested; plus where the round robin is."""
+class Tick:
+    """One evaluation: what was listed, compared, probed and requested."""
 
-    seen: dict[str, str]
-    position: int = 0
+    months: list[Month]
+    settings: SensorSettings
+    now: float
 
-    @classmethod
-    def load(cls, raw: str | None) -> "SensorCursor":
-        data = json.loads(raw) if raw else {}
-        return cls(seen=dict(data.get("seen", {})), position=int(data.get("position", 0)))
+    def list_instruments(
+        self, client: AperiodicClient, instruments: Sequence[Instrument], deadline: float
+    ) -> tuple[dict[Instrument, list[FileInfo]], list[str], int]:
+        first, last = self.months[0].first_day, self.months[-1].last_day
+        results, started = run_bounded(
+            instruments,
+            lambda i: client.list_files(i, first, last),
+            self.settings.concurrency,
+            deadline,
+        )
+        listed, errors = {}, []
+        for instrument, result in results:
+            if isinstance(result, AperiodicError):
+                errors.append(f"{instrument.key}: {result}")
+            else:
+                listed[instrument] = result
+        return listed, errors, started
 
-    def dump(self) -> str:
-        return json.dumps({"seen": self.seen, "position": self.position}, sort_keys=True)
+    def watched(
+        self, listed: dict[Instrument, list[FileInfo]], materialized: dict[str, watch.Materialized]
+    ) -> list[watch.Watched]:
+        out = []
+        for instrument, files in listed.items():
+            for month in self.months:
+                key = str(partition_key(instrument, month))
+                in_month = [f for f in files if (f.year, f.month) == (month.year, month.month)]
+                out.append(watch.Watched(key, in_month, materialized.get(key)))
+        return out
 
 
-def recent_months(last: Month, count: int = LOOKBACK_MONTHS) -> list[Month]:
-    months = [last]
-    while len(months) < count:
-        months.append(months[-1].previous())
-    return months
+def latest_materializations(
+    instance: dg.DagsterInstance, keys: Iterable[str]
+) -> dict[str, watch.Materialized]:
+    """Per partition, the files its latest materialization was built from: two queries."""
+    storage_ids = instance.get_latest_storage_id_by_partition(
+        L1_IMBALANCE, dg.DagsterEventType.ASSET_MATERIALIZATION, set(keys)
+    )
+    if not storage_ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, storage_ids=list(storage_ids.values())),
+        limit=len(storage_ids),
+    ).records
+    out = {}
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None or mat.partition is None:
+            continue
+        stamps = mat.metadata.get(SOURCE_STAMPS)
+        files = dict(stamps.value) if stamps is not None and stamps.value else {}
+        out[mat.partition] = watch.Materialized(files=files, at=record.timestamp)
+    return out
+
+
+def _rotate(items: Sequence[_T], start: int) -> list[_T]:
+    start = start % len(items) if items else 0
+    return list(items[start:]) + list(items[:start])
+
+
+def evaluate(
+    context: dg.SensorEvaluationContext,
+    client: AperiodicClient,
+    instruments: Sequence[Instrument],
+    current: Month,
+    settings: SensorSettings,
+) -> dg.SensorResult:
+    """One sensor evaluation; separate from the decorated sensor so tests can pass a universe."""
+    started_at = time.monotonic()
+    deadline = started_at + settings.budget_s
+    now = time.time()
+    cursor = watch.WatchCursor.load(context.cursor)
+    tick = Tick(watched_months(current, settings.lookback_months), settings, now)
+
+    order = _rotate(instruments, cursor.next_instrument)
+    listed, errors, started = tick.list_instruments(client, order, deadline)
+    cursor.next_instrument = (cursor.next_instrument + started) % max(1, len(instruments))
+    all_keys = {str(partition_key(i, m)) for i in instruments for m in tick.months}
+    listed_keys = {str(partition_key(i, m)) for i in listed for m in tick.months}
+    watched = tick.watched(listed, latest_materializations(context.instance, listed_keys))
+
+    plan = watch.plan(watched, cursor, now)
+    probed, probes_started = run_bounded(
+        plan.probes, lambda pair: client.stamp(pair[1]), settings.concurrency, deadline
+    )
+    newest = plan.up_to_date
+    cursor.next_file += max(0, probes_started - newest)
+    stamps = [(w, s) for (w, _), s in probed if not isinstance(s, AperiodicError)]
+    errors += [
+        f"probe {f.label} of {w.key}: {s}" for (w, f), s in probed if isinstance(s, Exception)
+    ]
+    requests = plan.requests + watch.republished(stamps, cursor, now)
+    watch.settle(cursor, watched, requests, all_keys, now)
+
+    summary = (
+        f"listed {len(listed)} of {len(instruments)} instruments"
+        f" ({len(tick.months)} months each); {plan.up_to_date} partitions up to date,"
+        f" {plan.unpublished} not published, {plan.in_flight} requested earlier and not landed;"
+        f" identity probes: {len(stamps)} of {newest} newest + {plan.older_files} older files;"
+        f" {time.monotonic() - started_at:.1f}s"
+    )
+    for error in errors:
+        context.log.warning(f"will retry next tick: {error}")
+    if errors and not listed:
+        # Nothing could be compared: fail the tick so the UI shows it.
+        raise RuntimeError(f"{len(errors)} listing(s) failed: " + "; ".join(errors[:5]))
+    context.log.info(summary)
+    if not requests:
+        return dg.SensorResult(skip_reason=f"nothing new: {summary}", cursor=cursor.dump())
+    for r in requests:
+        context.log.info(f"requesting {r.key}: {r.reason}")
+    tags = {"aperiodic/trigger": "new_month_sensor", "aperiodic/partitions": str(len(requests))}
+    return dg.SensorResult(
+        run_requests=[
+            backfill_request(L1_IMBALANCE, l1_partitions, [r.key for r in requests], tags)
+        ],
+        cursor=cursor.dump(),
+    )
 
 
 @dg.sensor(
     name="new_month_sensor",
-    description="Requests a run for each partition of a recently completed month whose files are"
-    " new or were republished since the last request.",
+    description="Requests one backfill of the partitions (current month and the last completed"
+    " ones) whose published files are new, have new days, or were republished since they were"
+    " last materialized.",
     asset_selection=[L1_IMBALANCE],
-    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    minimum_interval_seconds=SETTINGS.interval_s,
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicResource):
-    cursor = SensorCursor.load(context.cursor)
-    last_key = month_partitions.get_last_partition_key()
-    if last_key is None:
-        return dg.SkipReason("no completed month in the partitions yet")
-    probes = [
-        (instrument, month)
-        for month in recent_months(Month.parse(last_key))
-        for instrument in UNIVERSE.instruments
-    ]
-    start = cursor.position % len(probes)
-    batch = (probes[start:] + probes[:start])[:MAX_PROBES_PER_TICK]
-    cursor.position = (start + len(batch)) % len(probes)
-
-    client = aperiodic.client(logger=context.log)
-    run_requests, errors, unpublished = [], [], 0
+    current = month_partitions.get_last_partition_key()
+    if current is None:
+        return dg.SkipReason("no month in the partitions yet")
+    client = aperiodic.client(logger=context.log, max_connections=SETTINGS.concurrency)
     try:
-        for instrument, month in batch:
-            key = partition_key(instrument, month)
-            try:
-                stamps = client.probe_month(instrument, month)
-            except AperiodicError as exc:
-                errors.append(f"{instrument.key} {month}: {exc}")
-                continue
-            if not stamps:
-                unpublished += 1
-                continue
-            identity = files_identity((s.label, s.etag, s.size) for s in stamps)
-            if identity in (cursor.seen.get(str(key)), _materialized_identity(context, key)):
-                cursor.seen[str(key)] = identity
-                continue
-            cursor.seen[str(key)] = identity
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=f"{key}:{identity}",
-                    partition_key=key,
-                    tags={"aperiodic/files": identity},
-                )
-            )
+        return evaluate(context, client, UNIVERSE.instruments, Month.parse(current), SETTINGS)
     finally:
         client.close()
 
-    for error in errors:
-        context.log.error(f"probe failed, will retry next tick: {error}")
-    if errors and not run_requests:
-        # Fail the tick so the UI shows it; the cursor is not advanced, so it is all retried.
-        raise RuntimeError(f"{len(errors)} of {len(batch)} probes failed: " + "; ".join(errors))
-    if not run_requests:
-        return dg.SensorResult(
-            skip_reason=f"nothing new: probed {len(batch)} partitions, the files of"
-            f" {len(batch) - unpublished} are unchanged since their last run and"
-            f" {unpublished} are not published yet",
-            cursor=cursor.dump(),
-        )
-    return dg.SensorResult(run_requests=run_requests, cursor=cursor.dump())
 
-
-def _materialized_identity(context: dg.SensorEvaluationContext, key: dg.MultiPartitionKey):
-    """The source files identity recorded by the partition's latest materialization, if any."""
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, asset_partitions=[str(key)]), limit=1
-    ).records
-    if not records or records[0].asset_materialization is None:
-        return None
-    value = records[0].asset_materialization.metadata.get(SOURCE_IDENTITY)
-    return value.value if value is not None else None
+def schedule_requests(month: Month, instruments: Iterable[Instrument]) -> list[dg.RunRequest]:
+    """Every instrument's ``month`` as the ranged runs of one single-run backfill."""
+    keys = [str(partition_key(i, month)) for i in instruments]
+    return ranged_run_requests(
+        L1_IMBALANCE,
+        l1_partitions,
+        keys,
+        run_key=f"scheduled:{month}",
+        tags={"aperiodic/trigger": "monthly_schedule", "aperiodic/month": month.key},
+    )
 
 
 @dg.schedule(
     name="monthly_schedule",
-    description="The last completed month of every instrument, a few hours after month end (UTC).",
-    cron_schedule="0 6 1 * *",
+    description="The last completed month of every instrument, a few hours after month end (UTC),"
+    " in as few runs as a backfill.",
+    cron_schedule=os.environ.get("APERIODIC_SCHEDULE_CRON", "0 6 1 * *"),
     execution_timezone="UTC",
     target=[L1_IMBALANCE],
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 def monthly_schedule(context: dg.ScheduleEvaluationContext):
     month = Month.of(context.scheduled_execution_time.date()).previous()
-    for instrument in UNIVERSE.instruments:
-        key = partition_key(instrument, month)
-        yield dg.RunRequest(run_key=f"{key}:scheduled", partition_key=key)
+    return schedule_requests(month, UNIVERSE.instruments)

@@ -1,7 +1,8 @@
 """``make demo``: the whole flow on this machine, no API key and no cloud.
 
-Starts the sandbox API as its own process, materializes the last three completed months of every
-instrument in universe.yaml as real Dagster runs on the DAGSTER_HOME instance (they show up in
+Starts the sandbox API as its own process, materializes the current month (through yesterday)
+and the two completed months before it for every instrument in universe.yaml as real Dagster
+runs on the DAGSTER_HOME instance (they show up in
 ``make dev`` afterwards), prints what landed in the warehouse, and stops the sandbox.
 """
 
@@ -42,7 +43,9 @@ def sandbox_process(extra_args: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--months", type=int, default=3, help="completed months to materialize")
+    parser.add_argument(
+        "--months", type=int, default=3, help="months to materialize, the current one included"
+    )
     parser.add_argument("--sandbox-arg", action="append", default=[], help="passed to the sandbox")
     args = parser.parse_args(argv)
 
@@ -66,8 +69,7 @@ def _materialize(n_months: int) -> int:
     instance = dg.DagsterInstance.get()
     warehouse_url = Warehouse(os.environ["WAREHOUSE_URL"]).url
     job = defs.resolve_job_def("l1_imbalance_job")
-    last = Month.of(datetime.now(UTC).date()).previous()
-    months = [last]
+    months = [Month.of(datetime.now(UTC).date())]
     while len(months) < n_months:
         months.insert(0, months[0].previous())
 

@@ -29,7 +29,7 @@ def load_l1_imbalance(
     """Validated l1_imbalance rows of ``instruments`` from ``start_month`` to ``end_month``.
 
     ``instruments``: Instrument objects or keys such as
-    ``"binance-futures.perpetual-BTC-USDT:USDT.1h.exchange"``, or a single one. Months are
+    ``"BTC.1h.binance-futures.perpetual-BTC-USDT:USDT.exchange"``, or a single one. Months are
     ``"YYYY-MM"`` or :class:`Month`, inclusive; ``end_month`` defaults to ``start_month``.
     ``columns`` selects metric columns (``time`` is one); the partition columns (exchange,
     symbol, interval, timestamp, year, month) are always included. ``warehouse_url`` defaults to

@@ -1,17 +1,25 @@
-"""Partitions: instrument (from universe.yaml) × month (last key: the last completed month)."""
+"""Partitions: instrument (from universe.yaml) × month.
+
+The month dimension ends with the current month (``end_offset=1``): it materializes from the
+daily files published so far, so the warehouse is fresh to yesterday.
+"""
 
 from __future__ import annotations
+
+import os
 
 import dagster as dg
 
 from .months import Month
-from .universe import Instrument, load_universe
+from .universe import DEFAULT_UNIVERSE, Instrument, load_universe
 
-UNIVERSE = load_universe()
+#: APERIODIC_UNIVERSE: another instruments file (default: the packaged universe.yaml).
+UNIVERSE = load_universe(os.environ.get("APERIODIC_UNIVERSE") or DEFAULT_UNIVERSE)
+_BY_KEY = {i.key: i for i in UNIVERSE.instruments}
 
 instrument_partitions = dg.StaticPartitionsDefinition(UNIVERSE.keys)
 month_partitions = dg.MonthlyPartitionsDefinition(
-    start_date=UNIVERSE.start_month.key, fmt="%Y-%m", end_offset=0
+    start_date=UNIVERSE.start_month.key, fmt="%Y-%m", end_offset=1
 )
 l1_partitions = dg.MultiPartitionsDefinition(
     {"instrument": instrument_partitions, "month": month_partitions}
@@ -27,4 +35,5 @@ def parse_partition_key(key: str | dg.MultiPartitionKey) -> tuple[Instrument, Mo
     if not isinstance(key, dg.MultiPartitionKey):
         key = l1_partitions.get_partition_key_from_str(key)
     dims = key.keys_by_dimension
-    return Instrument.from_key(dims["instrument"]), Month.parse(dims["month"])
+    name = dims["instrument"]
+    return _BY_KEY.get(name) or Instrument.from_key(name), Month.parse(dims["month"])

@@ -7,16 +7,19 @@ raw bytes and the report go to quarantine. Never imports dagster.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 
-from .api import AperiodicClient, SourceFile, files_identity
+from .api import AperiodicClient, FileInfo, SourceFile, files_identity
 from .assemble import AssemblyError, Part, assemble
 from .months import Month
 from .universe import Instrument
 from .validation import ValidationConfig, ValidationReport, validate
 from .warehouse import Warehouse, WrittenPartition
+from .watch import file_token
 
 
 class PartitionRejected(Exception):
@@ -38,10 +41,22 @@ class PartitionOutcome:
     written: WrittenPartition | None = None
     table: pa.Table | None = field(default=None, repr=False)
     report: ValidationReport | None = None
+    #: The span the data was expected to cover, [start, end), naive UTC.
+    window: tuple[datetime, datetime] | None = None
 
     @property
     def published(self) -> bool:
         return bool(self.sources)
+
+    @property
+    def through(self) -> date | None:
+        """The last day the partition holds: yesterday for the current month."""
+        return None if self.window is None else (self.window[1] - timedelta(days=1)).date()
+
+    @property
+    def source_stamps(self) -> dict[str, str]:
+        """File label -> identity token; the sensor compares its probes with this."""
+        return {s.info.label: file_token(s.etag, len(s.data)) for s in self.sources}
 
     @property
     def source_identity(self) -> str:
@@ -55,16 +70,25 @@ def run_partition(
     instrument: Instrument,
     month: Month,
     config: ValidationConfig | None = None,
+    *,
+    today: date | None = None,
 ) -> PartitionOutcome:
-    """Fetch, check and store one (instrument, month); raises PartitionRejected on bad data."""
+    """Fetch, check and store one (instrument, month); raises PartitionRejected on bad data.
+
+    ``today`` (default: the UTC date) decides whether the month is over; until it is, the month
+    is expected to cover only the days published so far.
+    """
     sources = client.fetch_month(instrument, month)
     if not sources:
         return PartitionOutcome(instrument, month, sources)
+    window = expected_window(
+        month, [s.info for s in sources], today or datetime.now(UTC).date(), instrument.listed
+    )
     try:
         table = assemble([Part(s.info.label, s.table) for s in sources])
     except AssemblyError as exc:
         _reject(warehouse, instrument, month, sources, f"{instrument.key} {month}: {exc}.", {})
-    report = validate(table, instrument, month, config)
+    report = validate(table, instrument, month, config, window=window)
     if not report.ok:
         _reject(
             warehouse,
@@ -75,7 +99,30 @@ def run_partition(
             report.to_dict(),
         )
     written = warehouse.write(instrument, month, table)
-    return PartitionOutcome(instrument, month, sources, written, table, report)
+    return PartitionOutcome(instrument, month, sources, written, table, report, window)
+
+
+def expected_window(
+    month: Month, files: Sequence[FileInfo], today: date, listed: date | None = None
+) -> tuple[datetime, datetime]:
+    """The span [start, end) a month's data must cover, naive UTC.
+
+    It starts at the month's first day, or the instrument's listing day if later. A month that
+    is over must reach its end. A month still in progress ends where its published files end:
+    after the newest daily file's day (rows on or after the first unpublished day are an error,
+    missing intervals before it are gaps), or at ``today`` when only a monthly file is out.
+    """
+    start = month.start if listed is None else max(month.start, _midnight(listed))
+    if month.end <= _midnight(today):
+        return start, month.end
+    days = [f.day for f in files if f.day]
+    end = _midnight(month.first_day.replace(day=max(days)) + timedelta(days=1)) if days else None
+    end = min(month.end, end or _midnight(today))
+    return min(start, end), end
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day)
 
 
 def _reject(

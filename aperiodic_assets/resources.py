@@ -40,8 +40,12 @@ class AperiodicResource(dg.ConfigurableResource):
     max_concurrent_downloads: int = 4
 
     def client(
-        self, logger: logging.Logger | None = None, client_tag: str | None = None
+        self,
+        logger: logging.Logger | None = None,
+        client_tag: str | None = None,
+        max_connections: int | None = None,
     ) -> AperiodicClient:
+        """A client; ``max_connections``: threads that share it (default: its download limit)."""
         return AperiodicClient(
             self.api_url,
             self.api_key,
@@ -57,6 +61,7 @@ class AperiodicResource(dg.ConfigurableResource):
             allowed_hosts=self.allowed_hosts,
             max_file_bytes=self.max_file_bytes,
             max_concurrent_downloads=self.max_concurrent_downloads,
+            max_connections=max_connections,
             client_tag=client_tag,
             logger=logger,
         )

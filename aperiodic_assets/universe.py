@@ -6,15 +6,18 @@ Never imports dagster.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import yaml
 
 from .months import Month
-from .schema import EXCHANGES, INTERVALS, TIMESTAMP_MODES
+from .schema import INTERVALS, TIMESTAMP_MODES
 
 DEFAULT_UNIVERSE = Path(__file__).with_name("universe.yaml")
+_SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 #: Characters Dagster reserves in multi-partition keys.
 _RESERVED = set("|,[]")
 
@@ -25,11 +28,14 @@ class Instrument:
     symbol: str
     interval: str
     timestamp: str = "exchange"
+    #: First day with data, if known: the instrument's first month is partial by design.
+    listed: date | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         problems = []
-        if self.exchange not in EXCHANGES:
-            problems.append(f"exchange {self.exchange!r} not in {list(EXCHANGES)}")
+        if not _SLUG.fullmatch(self.exchange):
+            # Which exchanges exist is the API's business (it answers 400 for an unknown one).
+            problems.append(f"exchange {self.exchange!r} is not a lowercase slug like okx-perps")
         if self.interval not in INTERVALS:
             problems.append(f"interval {self.interval!r} not in {list(INTERVALS)}")
         if self.timestamp not in TIMESTAMP_MODES:
@@ -40,19 +46,33 @@ class Instrument:
             raise ValueError("invalid instrument: " + "; ".join(problems))
 
     @property
+    def base(self) -> str:
+        """The base asset of an Atlas symbol (``BTC`` in ``perpetual-BTC-USDT:USDT``)."""
+        parts = self.symbol.split("-")
+        return parts[1] if len(parts) > 1 else self.symbol
+
+    @property
     def key(self) -> str:
-        """Readable partition key: ``binance-futures.perpetual-BTC-USDT:USDT.1h.exchange``."""
-        return f"{self.exchange}.{self.symbol}.{self.interval}.{self.timestamp}"
+        """Partition key: ``BTC.1h.binance-futures.perpetual-BTC-USDT:USDT.exchange``.
+
+        The UI truncates long keys in the middle, keeping about 13 characters at each end; the
+        base asset, interval and exchange lead and the timestamp mode closes, so two instruments
+        stay apart however they are cut. The full identity is in the middle.
+        """
+        return f"{self.base}.{self.interval}.{self.exchange}.{self.symbol}.{self.timestamp}"
 
     @classmethod
     def from_key(cls, key: str) -> Instrument:
         try:
-            exchange, symbol, interval, timestamp = key.split(".")
+            base, interval, exchange, symbol, timestamp = key.split(".")
         except ValueError:
             raise ValueError(
-                f"not an instrument key: {key!r}; expected exchange.symbol.interval.timestamp"
+                f"not an instrument key: {key!r}; expected base.interval.exchange.symbol.timestamp"
             ) from None
-        return cls(exchange, symbol, interval, timestamp)
+        instrument = cls(exchange, symbol, interval, timestamp)
+        if instrument.base != base:
+            raise ValueError(f"not an instrument key: {key!r}; {base!r} is not {symbol}'s base")
+        return instrument
 
     def __str__(self) -> str:
         return self.key

@@ -81,15 +81,39 @@ def postgres_cluster() -> Iterator[Postgres]:
     run = dict(check=True, capture_output=True, text=True)
     subprocess.run(
         _as_owner(
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "dagster", "-A", "scram-sha-256",
-             f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8"]
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "dagster",
+                "-A",
+                "scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
         ),
         **run,
     )
     server = subprocess.Popen(
         _as_owner(
-            [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(root),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(root),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ]
         ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -105,8 +129,16 @@ def postgres_cluster() -> Iterator[Postgres]:
                 raise RuntimeError(f"postgres did not start: {server.stderr.read()[-2000:]}")
             time.sleep(0.1)
         subprocess.run(
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "dagster",
-             "dagster"],
+            [
+                str(bin_dir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-U",
+                "dagster",
+                "dagster",
+            ],
             env=env,
             **run,
         )

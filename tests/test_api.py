@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
@@ -81,6 +83,54 @@ def test_bad_dates_are_a_bad_request_carrying_the_server_details(
         client.list_files(BTC_1H, date(2026, 7, 31), date(2026, 7, 1))
     assert err.value.status == 400 and err.value.details
     assert len(list_requests(sandbox)) == 1
+
+
+def test_a_probe_is_a_one_byte_ranged_get_that_stamps_the_file_as_downloaded(
+    sandbox: Sandbox, client: AperiodicClient
+):
+    stamps = client.probe_month(BTC_1H, Month(2026, 9))
+    files = client.fetch_month(BTC_1H, Month(2026, 9))
+    assert [s.label for s in stamps] == [f.info.label for f in files]
+    assert [(s.etag, s.size) for s in stamps] == [(f.etag.strip('"'), len(f.data)) for f in files]
+    assert all(s.last_modified for s in stamps)
+    file_requests = [r for r in sandbox.requests() if r["kind"] == "download"]
+    assert {r["method"] for r in file_requests} == {"GET"}, "never HEAD on a presigned URL"
+    assert [r["status"] for r in file_requests] == [206] * 30 + [200] * 30
+
+
+def test_probes_reuse_their_connection(sandbox: Sandbox, caplog):
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    client = AperiodicClient(sandbox.base_url, KEY, retry=FAST_RETRY, max_concurrent_downloads=1)
+    assert len(client.probe_month(BTC_1H, Month(2026, 9))) == 30
+    # urllib3's DEBUG lines for a new connection and for reconnecting a closed one
+    connects = ("Starting new HTTP connection", "Resetting dropped connection")
+    opened = [r for r in caplog.records if r.getMessage().startswith(connects)]
+    assert len(opened) == 1, "a probe reads its one byte, so the connection is kept"
+
+
+def test_the_connection_pool_fits_every_thread_sharing_the_client(sandbox: Sandbox, caplog):
+    default = AperiodicClient(sandbox.base_url, KEY, max_concurrent_downloads=3)
+    assert _pool_sizes(default) == {3}
+    client = AperiodicClient(
+        sandbox.base_url, KEY, retry=FAST_RETRY, max_concurrent_downloads=2, max_connections=8
+    )
+    assert _pool_sizes(client) == {8}
+    caplog.set_level(logging.WARNING, logger="urllib3")
+    months = [Month(2026, 8), Month(2026, 9), Month(2026, 10), Month(2026, 11)]
+    with ThreadPoolExecutor(len(months)) as threads:
+        fetched = list(threads.map(lambda m: client.fetch_month(BTC_1H, m), months))
+    assert all(fetched)
+    assert not [r for r in caplog.records if "Connection pool is full" in r.getMessage()]
+
+
+def _pool_sizes(client: AperiodicClient) -> set[int]:
+    """The connection pool size of the client's adapters for http and https."""
+    return {
+        client._session.get_adapter(
+            f"{scheme}://files.aperiodic.io"
+        ).poolmanager.connection_pool_kw["maxsize"]
+        for scheme in ("http", "https")
+    }
 
 
 def _args(i: Instrument) -> tuple[str, str, str, str]:

@@ -75,7 +75,11 @@ def test_a_month_not_yet_published_materializes_nothing(sandbox, resources, inst
     assert warehouse.partitions() == []
 
 
-@pytest.mark.parametrize("month", [Month(2026, 7), Month(2026, 9)], ids=["monthly", "daily"])
+@pytest.mark.parametrize(
+    "month",
+    [Month(2026, 7), Month(2026, 8), Month(2026, 9)],
+    ids=["monthly", "transition", "daily"],  # 2026-08: a monthly file for the 1st-10th, then days
+)
 def test_official_client_returns_exactly_the_rows_we_write(
     month: Month, sandbox, resources, instance, warehouse: Warehouse
 ):

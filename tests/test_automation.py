@@ -1,26 +1,43 @@
-"""The new-month sensor and the monthly schedule, against the sandbox and a real instance."""
+"""The new-month sensor and the monthly schedule, against the strict sandbox and a real instance.
+
+The sandbox's presigned URLs are signed for GET (HEAD is refused, as on S3), so the sensor sees
+exactly what it would see in production. Its clock moves day by day: new days of the current
+month, a month end, a republished file. Every requested backfill is then materialized, as the
+backfill daemon would, and the next tick must not ask again.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
-from aperiodic_assets.assets.l1_imbalance import l1_imbalance
-from aperiodic_assets.automation import monthly_schedule, new_month_sensor
+from aperiodic_assets import watch
+from aperiodic_assets._dagster_internals import backfill_subset_keys
+from aperiodic_assets.api import FileInfo, FileStamp
+from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, SOURCE_STAMPS, l1_imbalance
+from aperiodic_assets.automation import (
+    SensorSettings,
+    evaluate,
+    monthly_schedule,
+    new_month_sensor,
+    schedule_requests,
+    watched_months,
+)
 from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import UNIVERSE, month_partitions, partition_key
+from aperiodic_assets.partitions import UNIVERSE, month_partitions, parse_partition_key
+from aperiodic_assets.schema import INTERVALS
 
 from .conftest import BTC_1H
 
-LAST = Month.parse(month_partitions.get_last_partition_key())
-PREVIOUS = LAST.previous()
+CURRENT = Month.parse(month_partitions.get_last_partition_key())
+LAST = CURRENT.previous()
 INSTRUMENTS = len(UNIVERSE.instruments)
 
 
 class Ticker:
-    """Evaluates the sensor tick after tick, carrying the cursor like the daemon does."""
+    """Evaluates the sensor tick after tick, carrying the cursor as the daemon does."""
 
     def __init__(self, instance: dg.DagsterInstance, resources: dict) -> None:
         self.instance, self.resources, self.cursor = instance, resources, None
@@ -34,9 +51,28 @@ class Ticker:
         self.cursor = result.cursor
         return result
 
+    def requested(self) -> list[str]:
+        """The partition keys of this tick's backfill (at most one request per tick)."""
+        result = self.tick()
+        requests = result.run_requests or []
+        assert len(requests) <= 1, "a tick requests one backfill, not a run per partition"
+        if not requests:
+            return []
+        assert requests[0].requires_backfill_daemon()
+        return backfill_subset_keys(requests[0])
 
-def months_requested(result: dg.SensorResult) -> list[str]:
-    return sorted(r.partition_key.keys_by_dimension["month"] for r in result.run_requests or [])
+
+def months_of(keys: list[str]) -> list[str]:
+    return sorted(parse_partition_key(k)[1].key for k in keys)
+
+
+def materialize(keys: list[str], resources: dict, instance: dg.DagsterInstance) -> None:
+    """What the backfill daemon would do with the request, one partition at a time."""
+    for key in keys:
+        result = dg.materialize(
+            [l1_imbalance], partition_key=key, resources=resources, instance=instance
+        )
+        assert result.success, key
 
 
 @pytest.fixture
@@ -44,67 +80,188 @@ def ticker(instance, resources) -> Ticker:
     return Ticker(instance, {"aperiodic": resources["aperiodic"]})
 
 
-def day_after(month: Month) -> date:
-    """The sandbox serves a month's last day from the next day on; one more day to be sure."""
-    return date(month.next().year, month.next().month, 2)
+def test_sensor_fires_on_method_bound_urls_and_never_uses_head(sandbox, ticker, resources):
+    sandbox.set_today(CURRENT.first_day + timedelta(days=3))
+    sandbox.reset_log()
+    keys = ticker.requested()
+    # Every instrument: the two completed months it watches and the current month's first days.
+    assert months_of(keys) == sorted([m.key for m in watched_months(CURRENT, 2)] * INSTRUMENTS)
+    methods = {(r["kind"], r["method"]) for r in sandbox.requests()}
+    assert ("download", "HEAD") not in methods
+    assert {r["status"] for r in sandbox.requests() if r["kind"] == "download"} <= {206}
 
 
-def test_new_months_republished_files_and_outages(sandbox, ticker: Ticker):
-    sandbox.set_today(LAST.first_day)  # the last completed month is not published yet
-    first = ticker.tick()
-    assert months_requested(first) == [PREVIOUS.key] * INSTRUMENTS
+def test_new_days_a_month_end_and_nothing_twice(sandbox, ticker, resources, instance):
+    # Day 1: the last completed month is still in progress for the sandbox (days 1..28 out).
+    month, day = LAST, LAST.last_day - timedelta(days=2)
+    sandbox.set_today(day)
+    first = ticker.requested()
+    assert months_of(first) == sorted([month.previous().key, month.key] * INSTRUMENTS)
+    materialize(first, resources, instance)
+    assert ticker.requested() == [], "the same files never run twice"
 
-    nothing_new = ticker.tick()
-    assert not nothing_new.run_requests
-    assert nothing_new.skip_reason is not None
-    assert "nothing new" in nothing_new.skip_reason.skip_message
-    assert f"{INSTRUMENTS} are not published yet" in nothing_new.skip_reason.skip_message
+    sandbox.set_today(day + timedelta(days=1))  # one more daily file
+    new_day = ticker.requested()
+    assert months_of(new_day) == [month.key] * INSTRUMENTS
+    materialize(new_day, resources, instance)
+    assert max(latest_metadata(instance, new_day[0])[SOURCE_STAMPS].value) == day.isoformat()
 
-    sandbox.set_today(day_after(LAST))  # month rollover: the last month's files appear
-    rollover = ticker.tick()
-    assert months_requested(rollover) == [LAST.key] * INSTRUMENTS
-    instruments = {r.partition_key.keys_by_dimension["instrument"] for r in rollover.run_requests}
-    assert instruments == set(UNIVERSE.keys)
-    assert not ticker.tick().run_requests, "the same files never run twice"
+    sandbox.set_today(CURRENT.first_day)  # month end: the last day of the month is out
+    final = ticker.requested()
+    assert months_of(final) == [month.key] * INSTRUMENTS
+    materialize(final, resources, instance)
+    assert latest_metadata(instance, final[0])["through"].value == str(month.last_day)
 
-    before = {r.partition_key: r.run_key for r in rollover.run_requests}
+    sandbox.set_today(CURRENT.first_day + timedelta(days=1))  # the new month's first day
+    opening = ticker.requested()
+    assert months_of(opening) == [CURRENT.key] * INSTRUMENTS
+    materialize(opening, resources, instance)
+    assert ticker.requested() == []
+
+
+def test_the_current_month_is_materialized_through_yesterday_and_refreshed_daily(
+    sandbox, ticker, resources, instance
+):
+    today = CURRENT.first_day + timedelta(days=10)
+    sandbox.set_today(today)
+    current = [k for k in ticker.requested() if parse_partition_key(k)[1] == CURRENT]
+    assert len(current) == INSTRUMENTS
+    materialize(current, resources, instance)
+    meta = latest_metadata(instance, current[0])
+    assert meta["through"].value == str(today - timedelta(days=1))
+    instrument = parse_partition_key(current[0])[0]
+    assert meta["rows"].value == 10 * 86400 // INTERVALS[instrument.interval]
+    version = meta["sha256"].value
+
+    sandbox.set_today(today + timedelta(days=1))
+    refreshed = ticker.requested()
+    assert sorted(refreshed) == sorted(current), "only the current month has a new file"
+    materialize(refreshed, resources, instance)
+    meta = latest_metadata(instance, current[0])
+    assert meta["through"].value == str(today)
+    assert meta["sha256"].value != version, "a longer month is a new data version"
+
+
+def test_a_request_in_flight_is_not_repeated_until_it_expires(sandbox, ticker, monkeypatch):
+    sandbox.set_today(CURRENT.first_day + timedelta(days=2))
+    assert ticker.requested()
+    assert ticker.requested() == [], "the backfill has not landed yet: no second request"
+    monkeypatch.setattr(watch, "REQUEST_EXPIRY_S", 0.0)
+    assert ticker.requested(), "a request that never landed is made again once it expires"
+
+
+def test_a_republished_file_runs_again(sandbox, ticker, resources, instance):
+    sandbox.set_today(CURRENT.first_day + timedelta(days=2))
+    materialize(ticker.requested(), resources, instance)
+    assert ticker.requested() == []
     sandbox.republish(BTC_1H.exchange, BTC_1H.symbol, LAST.key, revision=1)
-    republished = ticker.tick().run_requests
-    btc = [r for r in republished if r.partition_key.keys_by_dimension["instrument"] == BTC_1H.key]
-    assert len(btc) == 1 and btc[0].partition_key.keys_by_dimension["month"] == LAST.key
-    assert btc[0].run_key != before[btc[0].partition_key]
+    keys = ticker.requested()
+    same_symbol = {
+        i
+        for i in UNIVERSE.instruments
+        if (i.exchange, i.symbol) == (BTC_1H.exchange, BTC_1H.symbol)
+    }
+    # Every interval and timestamp mode of the republished symbol, that month only.
+    assert {parse_partition_key(k) for k in keys} == {(i, LAST) for i in same_symbol}
+    materialize(keys, resources, instance)
+    assert ticker.requested() == []
 
+
+def test_older_files_are_probed_in_rotation_and_a_changed_one_is_requested():
+    """Each tick checks the newest file of every partition, then older files from where the
+    last tick stopped; a changed older file is found when its turn comes."""
+    files = [info(f"2026-11-{d:02d}") for d in (1, 2, 3)]
+    built = watch.Materialized({f.label: "e:1" for f in files}, at=0.0)
+    partition = watch.Watched("p", files, built)
+    cursor = watch.WatchCursor(next_file=1)
+    plan = watch.plan([partition], cursor, now=10.0)
+    assert [f.label for _, f in plan.probes] == ["2026-11-03", "2026-11-02", "2026-11-01"]
+    changed = [(partition, FileStamp("2026-11-01", "other", 1, ""))]
+    (request,) = watch.republished(changed, cursor, now=10.0)
+    assert request.key == "p" and "2026-11-01" in request.reason
+    unchanged = [(partition, FileStamp("2026-11-02", "e", 1, ""))]
+    assert watch.republished(unchanged, cursor, now=10.0) == []
+
+
+def info(label: str) -> FileInfo:
+    year, month, day = (int(p) for p in label.split("-"))
+    return FileInfo(year, month, day, f"http://127.0.0.1/{label}.parquet")
+
+
+def test_a_tick_stays_within_its_budget_and_continues_where_it_stopped(
+    sandbox, instance, resources
+):
+    sandbox.set_today(CURRENT.first_day + timedelta(days=2))
+    sandbox.inject("stall", count=-1, target="list", seconds=0.3)
+    settings = SensorSettings(lookback_months=1, budget_s=0.5, concurrency=1)
+    client = resources["aperiodic"].client()
+    cursor, seen = None, set()
+    try:
+        for _ in range(3):
+            context = dg.build_sensor_context(instance=instance, cursor=cursor)
+            result = evaluate(context, client, UNIVERSE.instruments, CURRENT, settings)
+            cursor = result.cursor
+            for request in result.run_requests or []:
+                seen |= {parse_partition_key(k)[0] for k in backfill_subset_keys(request)}
+    finally:
+        client.close()
+    assert seen == set(UNIVERSE.instruments), "the rotation reached every instrument"
+    assert len(cursor) < 2000, "the cursor keeps only rotation positions and requests in flight"
+
+
+def test_an_outage_fails_the_tick_and_recovery_resumes(sandbox, ticker):
+    sandbox.set_today(CURRENT.first_day + timedelta(days=2))
     sandbox.inject("status", count=-1, status=503)
-    with pytest.raises(Exception, match="probes failed.*HTTP 503"):
+    with pytest.raises(Exception, match="listing.*failed.*HTTP 503"):
         ticker.tick()
     sandbox.clear_faults()
-    assert not ticker.tick().run_requests, "recovered: nothing new since the outage"
+    assert ticker.requested()
 
 
 def test_partitions_already_materialized_from_the_same_files_are_not_requested(
-    sandbox, ticker: Ticker, resources, instance
+    sandbox, ticker, resources, instance
 ):
-    result = dg.materialize(
-        [l1_imbalance],
-        partition_key=partition_key(BTC_1H, LAST),
-        resources=resources,
-        instance=instance,
-    )
-    assert result.success
-    requested = ticker.tick().run_requests
-    keys = {str(r.partition_key) for r in requested}
-    assert str(partition_key(BTC_1H, LAST)) not in keys
-    assert len(keys) == 2 * INSTRUMENTS - 1
+    sandbox.set_today(CURRENT.first_day + timedelta(days=2))
+    key = str(dg.MultiPartitionKey({"instrument": BTC_1H.key, "month": LAST.key}))
+    materialize([key], resources, instance)
+    keys = ticker.requested()
+    assert key not in keys
+    assert len(keys) == 3 * INSTRUMENTS - 1
 
 
-def test_the_schedule_targets_the_previous_month_of_every_instrument():
+def test_the_schedule_is_one_ranged_run_for_every_instrument_of_the_previous_month():
     tick = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
     context = dg.build_schedule_context(scheduled_execution_time=tick)
     requests = list(monthly_schedule(context))
-    assert [r.partition_key.keys_by_dimension["month"] for r in requests] == ["2026-10"] * len(
-        UNIVERSE.instruments
-    )
-    assert {r.partition_key.keys_by_dimension["instrument"] for r in requests} == set(UNIVERSE.keys)
+    assert len(requests) == 1
+    tags = requests[0].tags
+    start = parse_partition_key(tags["dagster/asset_partition_range_start"])
+    end = parse_partition_key(tags["dagster/asset_partition_range_end"])
+    assert start[1] == end[1] == Month(2026, 10)
+    assert requests[0].run_key and requests[0].partition_key is None
     assert monthly_schedule.cron_schedule == "0 6 1 * *"
-    assert monthly_schedule.execution_timezone == "UTC"
     assert monthly_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_the_scheduled_ranged_run_materializes_every_instrument(sandbox, resources, instance):
+    (request,) = schedule_requests(LAST, UNIVERSE.instruments)
+    result = dg.materialize(
+        [l1_imbalance], resources=resources, instance=instance, tags=request.tags
+    )
+    assert result.success
+    landed = {str(e.partition) for e in result.get_asset_materialization_events()}
+    assert len(landed) == INSTRUMENTS
+    assert {parse_partition_key(k)[1] for k in landed} == {LAST}
+
+
+def latest_metadata(instance: dg.DagsterInstance, key: str) -> dict:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, asset_partitions=[key]), limit=1
+    ).records
+    assert records, key
+    return dict(records[0].asset_materialization.metadata)
+
+
+def test_watched_months_are_the_current_one_and_the_lookback():
+    assert watched_months(Month(2026, 1), 2) == [Month(2025, 11), Month(2025, 12), Month(2026, 1)]
+    assert watched_months(Month(2026, 1), 0) == [Month(2026, 1)]

@@ -8,6 +8,7 @@ sandbox saw, and that a failure leaves no file in the warehouse.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -32,6 +33,8 @@ from .conftest import BTC_1H, FAST_RETRY, KEY
 
 JULY = Month(2026, 7)  # one monthly file
 SEPTEMBER = Month(2026, 9)  # thirty daily files
+#: Retries that wait for a short Retry-After for real, so that wall time can be measured.
+CAPPED = replace(FAST_RETRY, retry_after_max_s=2.0)
 
 
 class RecordingSleep:
@@ -69,7 +72,7 @@ def test_5xx_that_never_clears_gives_up_after_max_attempts(sandbox, warehouse):
     sandbox.inject("status", count=-1, status=503)
     with pytest.raises(TransientError, match=r"gave up after 4 attempt\(s\).*HTTP 503") as err:
         run_partition(make_client(sandbox), warehouse, BTC_1H, JULY)
-    assert err.value.transient
+    assert err.value.transient and err.value.retry_after_s is None
     assert count(sandbox, "list") == FAST_RETRY.max_attempts
     assert_nothing_written(warehouse)
 
@@ -90,11 +93,39 @@ def test_rate_limit_waits_for_retry_after_seconds(sandbox, warehouse):
     assert count(sandbox, "list") == 3
 
 
-def test_rate_limit_retry_after_is_capped(sandbox, warehouse):
-    sandbox.inject("rate_limit", count=1, seconds=3600)
+@pytest.mark.parametrize("target", ["list", "download"])
+def test_a_retry_after_over_the_cap_fails_at_once_carrying_the_wait(sandbox, target):
+    sandbox.inject("rate_limit", count=-1, seconds=3600, target=target)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match="the server asked to retry after 3600 s") as err:
+        make_client(sandbox, CAPPED).fetch_month(BTC_1H, JULY)
+    elapsed = time.monotonic() - started
+    assert "HTTP 429" in str(err.value) and err.value.retry_after_s == 3600.0
+    assert count(sandbox, target) == 1, "no request after the 429"
+    assert len(sandbox.requests()) == (1 if target == "list" else 2)
+    assert elapsed < 1.0, f"failed after {elapsed:.2f}s instead of at once"
+
+
+def test_a_retry_after_within_the_cap_is_waited_for_in_full(sandbox):
+    sandbox.inject("rate_limit", count=1, seconds=1)
+    started = time.monotonic()
+    files = make_client(sandbox, CAPPED).fetch_month(BTC_1H, JULY)
+    elapsed = time.monotonic() - started
+    assert [f.info.label for f in files] == ["2026-07"]
+    listings = [r for r in sandbox.requests() if r["kind"] == "list"]
+    assert [r["status"] for r in listings] == [429, 200]
+    assert listings[1]["t"] - listings[0]["t"] >= 1.0, "the sandbox saw the retry too early"
+    assert elapsed >= 1.0
+
+
+def test_a_rate_limit_that_never_clears_gives_up_with_the_last_wait_asked(sandbox):
+    sandbox.inject("rate_limit", count=-1, seconds=1)
     sleep = RecordingSleep()
-    run_partition(make_client(sandbox, sleep=sleep), warehouse, BTC_1H, JULY)
-    assert sleep.waits == [FAST_RETRY.retry_after_max_s]
+    with pytest.raises(
+        TransientError, match=r"gave up after 4 attempt\(s\).*Retry-After 1s"
+    ) as err:
+        make_client(sandbox, CAPPED, sleep=sleep).fetch_month(BTC_1H, JULY)
+    assert sleep.waits == [1.0, 1.0, 1.0] and err.value.retry_after_s == 1.0
 
 
 def test_rate_limit_retry_after_as_http_date_is_honoured(sandbox, warehouse):
@@ -126,8 +157,9 @@ def test_the_time_budget_stops_retrying_before_a_wait_would_exceed_it(sandbox, w
     sandbox.inject("rate_limit", count=-1, seconds=5)
     retry = replace(FAST_RETRY, max_attempts=10, retry_after_max_s=5.0, budget_s=1.0)
     sleep = RecordingSleep()
-    with pytest.raises(TransientError, match="429"):
+    with pytest.raises(TransientError, match="HTTP 429.*asked to retry after 5 s") as err:
         run_partition(make_client(sandbox, retry, sleep=sleep), warehouse, BTC_1H, JULY)
+    assert err.value.retry_after_s == 5.0
     assert sleep.waits == [] and count(sandbox, "list") == 1
     assert_nothing_written(warehouse)
 
@@ -170,19 +202,59 @@ def test_expired_url_is_relisted_once(sandbox, warehouse):
     assert count(sandbox, "list") == 2 and count(sandbox, "download") == 2
 
 
-def test_expired_urls_in_a_month_of_daily_files_relist_only_once(sandbox, warehouse):
+def fetch(client: AperiodicClient, warehouse: Warehouse, month: Month) -> list:
+    """The asset's use of a month's presigned URLs: download, validate, write."""
+    return run_partition(client, warehouse, BTC_1H, month).sources
+
+
+def probe(client: AperiodicClient, warehouse: Warehouse, month: Month) -> list:
+    """The sensor's use of them: a one-byte ranged GET per file."""
+    return client.probe_month(BTC_1H, month)
+
+
+#: Both uses of presigned URLs re-list a month once when URLs are refused.
+EITHER_USE = pytest.mark.parametrize("use", [fetch, probe], ids=["fetch", "probe"])
+
+
+@EITHER_USE
+def test_expired_urls_in_a_month_of_daily_files_relist_only_once(sandbox, warehouse, use):
     sandbox.inject("expire_urls", count=1)
-    outcome = run_partition(make_client(sandbox), warehouse, BTC_1H, SEPTEMBER)
-    assert outcome.written is not None and len(outcome.sources) == 30
+    results = use(make_client(sandbox), warehouse, SEPTEMBER)
+    assert len(results) == 30
     assert count(sandbox, "list") == 2 and count(sandbox, "download") == 60
 
 
-def test_urls_that_stay_expired_fail_clearly_after_one_relisting(sandbox, warehouse):
+@EITHER_USE
+def test_urls_that_stay_expired_fail_clearly_after_one_relisting(sandbox, warehouse, use):
     sandbox.inject("expire_urls", count=-1)
     with pytest.raises(UrlExpiredError, match=r"refused \(HTTP 403\) twice"):
-        run_partition(make_client(sandbox), warehouse, BTC_1H, JULY)
+        use(make_client(sandbox), warehouse, JULY)
     assert count(sandbox, "list") == 2 and count(sandbox, "download") == 2
     assert_nothing_written(warehouse)
+
+
+@EITHER_USE
+def test_refused_files_gone_from_the_new_listing_fail_clearly(sandbox, warehouse, monkeypatch, use):
+    sandbox.inject("expire_urls", count=1)
+    client = make_client(sandbox)
+    listings = [client.list_month(BTC_1H, SEPTEMBER), []]  # then the files are withdrawn
+    monkeypatch.setattr(client, "list_month", lambda instrument, month: listings.pop(0))
+    with pytest.raises(UrlExpiredError) as err:
+        use(client, warehouse, SEPTEMBER)
+    assert "2026-09-01" in str(err.value) and "2026-09-30" in str(err.value)
+    assert "the new file list no longer holds them" in str(err.value)
+    assert count(sandbox, "download") == 30 and not listings
+    assert_nothing_written(warehouse, SEPTEMBER)
+
+
+def test_a_probe_of_an_expired_url_fails_at_once_without_the_signature(sandbox):
+    sandbox.inject("expire_urls", count=1)
+    client = make_client(sandbox)
+    info = client.list_month(BTC_1H, JULY)[0]
+    with pytest.raises(UrlExpiredError, match=r"probe 2026-07 .*refused \(HTTP 403\)") as err:
+        client.stamp(info)
+    assert count(sandbox, "download") == 1, "a refused probe is not retried"
+    assert "X-Amz" not in str(err.value) and "?" not in str(err.value)
 
 
 def test_a_url_on_a_foreign_host_is_refused_without_a_request(sandbox, warehouse):

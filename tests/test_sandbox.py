@@ -32,7 +32,13 @@ import requests
 
 from aperiodic_assets.sandbox import RemoteSandbox, Sandbox, SandboxConfig
 from aperiodic_assets.sandbox import server as sandbox_server
-from aperiodic_assets.sandbox.catalog import Calendar, FileSpan, listing_date, object_path
+from aperiodic_assets.sandbox.catalog import (
+    Calendar,
+    FileSpan,
+    listing_date,
+    object_path,
+    synthetic_symbol,
+)
 from aperiodic_assets.sandbox.data import (
     SAMPLES_PER_INTERVAL,
     encode_parquet,
@@ -233,31 +239,36 @@ def test_months_before_daily_from_are_one_monthly_file_each(sb: Sandbox):
 
 
 def test_days_from_daily_from_on_are_daily_files(sb: Sandbox):
-    files = files_of(sb, start_date="2026-08-01", end_date="2026-08-31")
-    assert labels(files) == [(2026, 8, d) for d in range(1, 32)]
+    files = files_of(sb, start_date="2026-08-11", end_date="2026-09-14")
+    assert labels(files) == [(2026, 8, d) for d in range(11, 32)] + [
+        (2026, 9, d) for d in range(1, 15)
+    ]
 
 
 def test_list_is_chronological_with_a_monthly_file_before_daily_files(sb: Sandbox):
-    files = files_of(sb, start_date="2026-06-20", end_date="2026-08-03")
-    assert labels(files) == [(2026, 6), (2026, 7), (2026, 8, 1), (2026, 8, 2), (2026, 8, 3)]
+    files = files_of(sb, start_date="2026-06-20", end_date="2026-08-12")
+    assert labels(files) == [(2026, 6), (2026, 7), (2026, 8), (2026, 8, 11), (2026, 8, 12)]
 
 
-def test_transition_month_is_a_monthly_file_for_the_first_days_then_daily_files():
-    with Sandbox(SandboxConfig(today=TODAY, daily_from=date(2026, 8, 11))) as sandbox:
-        files = files_of(sandbox, start_date="2026-08-01", end_date="2026-08-31")
-        assert labels(files) == [(2026, 8)] + [(2026, 8, d) for d in range(11, 32)]
-        monthly = table_of(download(files[0]["url"]).content)
-        times = monthly.column("time").to_numpy()
-        assert times[0] == np.datetime64("2026-08-01T00:00")
-        assert times[-1] == np.datetime64("2026-08-10T23:00")
-        assert monthly.num_rows == 10 * 24
-        daily = table_of(download(files[1]["url"]).content)
-        assert daily.column("time").to_numpy()[0] == np.datetime64("2026-08-11T00:00")
-        # A range that only touches the daily part of the transition month lists no monthly file.
-        assert labels(files_of(sandbox, start_date="2026-08-20", end_date="2026-08-21")) == [
-            (2026, 8, 20),
-            (2026, 8, 21),
-        ]
+def test_by_default_august_2026_is_aperiodics_transition_month(sb: Sandbox):
+    """Monthly files up to 2026-08-10, one file per day from 2026-08-11, as Aperiodic serves."""
+    assert SandboxConfig().daily_from == date(2026, 8, 11)
+    files = files_of(sb, start_date="2026-08-01", end_date="2026-08-31")
+    assert labels(files) == [(2026, 8)] + [(2026, 8, d) for d in range(11, 32)]
+    monthly = table_of(download(files[0]["url"]).content)
+    times = monthly.column("time").to_numpy()
+    assert times[0] == np.datetime64("2026-08-01T00:00")
+    assert times[-1] == np.datetime64("2026-08-10T23:00")
+    assert monthly.num_rows == 10 * 24
+    daily = table_of(download(files[1]["url"]).content)
+    assert daily.column("time").to_numpy()[0] == np.datetime64("2026-08-11T00:00")
+    # A range that only touches the daily part of the transition month lists no monthly file.
+    assert labels(files_of(sb, start_date="2026-08-20", end_date="2026-08-21")) == [
+        (2026, 8, 20),
+        (2026, 8, 21),
+    ]
+    # One that only touches its first days lists only the monthly file.
+    assert labels(files_of(sb, start_date="2026-08-03", end_date="2026-08-10")) == [(2026, 8)]
 
 
 def test_month_served_as_one_monthly_file_equals_the_same_month_served_daily():
@@ -322,6 +333,38 @@ def test_symbols_lists_the_exchange_catalogue(sb: Sandbox):
     body = response.json()
     assert body["exchange"] == HL and body["bucket"] == "l1_imbalance"
     assert {"perpetual-BTC-USDC:USDC", "perpetual-ETH-USDC:USDC"} <= set(body["symbols"])
+    assert not any("SYN" in s for s in body["symbols"]), "no synthetic symbols unless asked"
+
+
+def test_synthetic_symbols_are_listed_and_served_like_real_ones(sb: Sandbox):
+    syn = synthetic_symbol(2)
+    assert syn == "perpetual-SYN0002-USDT:USDT"
+    with Sandbox(SandboxConfig(today=TODAY, synthetic_symbols=3)) as big:
+        for exchange in (BN, OKX, HL):
+            response = requests.get(
+                big.base_url + "/metadata/symbols",
+                params={"exchange": exchange},
+                headers={"X-API-KEY": KEY},
+                timeout=TIMEOUT,
+            )
+            listed = response.json()["symbols"]
+            assert [s for s in listed if "SYN" in s] == [synthetic_symbol(n) for n in (1, 2, 3)]
+        files = files_of(
+            big, exchange=HL, symbol=syn, start_date="2023-12-01", end_date="2024-02-29"
+        )
+        assert labels(files) == [(2024, 1), (2024, 2)], "listed on 2024-01-01"
+        body = download(files[0]["url"]).content
+        expected = generate(HL, syn, "1h", "exchange", date(2024, 1, 1), date(2024, 2, 1))
+        assert table_of(body).equals(expected)
+        assert not table_of(body).equals(
+            generate(HL, synthetic_symbol(3), "1h", "exchange", date(2024, 1, 1), date(2024, 2, 1))
+        )
+        big.republish(BN, syn, "2024-01", 1)  # steering knows them too
+        # The other sandbox in this process lists no synthetic symbols.
+        response = list_files(sb, exchange=HL, symbol=syn, start_date="2024-01-01")
+        assert response.status_code == 404
+        with pytest.raises(ValueError, match="unknown symbol"):
+            sb.republish(BN, syn, "2024-01", 1)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -407,6 +450,7 @@ def test_same_request_gives_identical_bytes_and_etag_even_across_sandboxes(sb: S
     assert first.content == second.content
     assert first.headers["ETag"] == second.headers["ETag"]
     sandbox_server.render_file.cache_clear()
+    sandbox_server.file_identity.cache_clear()
     with Sandbox(SandboxConfig(today=TODAY)) as other:
         third = download(first_url(other))
     assert third.content == first.content
@@ -426,14 +470,59 @@ def test_download_has_s3_like_headers_and_the_generated_rows(sb: Sandbox):
     assert table_of(body).equals(expected)
 
 
-def test_head_returns_the_headers_without_a_body(sb: Sandbox):
+def test_head_on_a_presigned_url_is_refused_like_s3(sb: Sandbox):
+    """The URL is presigned for GET; S3/R2 answer any other method with SignatureDoesNotMatch."""
     url = first_url(sb)
-    full = download(url)
     head = requests.head(url, timeout=TIMEOUT)
-    assert head.status_code == 200
-    assert head.content == b""
-    for name in ("Content-Length", "ETag", "Last-Modified"):
-        assert head.headers[name] == full.headers[name]
+    assert head.status_code == 403
+    assert head.content == b""  # HEAD never carries a body, not even the XML error
+    assert head.headers["Content-Type"] == "application/xml"
+    assert "ETag" not in head.headers and "Last-Modified" not in head.headers
+    for method in ("PUT", "POST", "DELETE"):
+        refused = requests.request(method, url, data=b"x", timeout=TIMEOUT)
+        assert refused.status_code == 403, method
+        assert "<Code>SignatureDoesNotMatch</Code>" in refused.text
+        assert f"<Resource>{urlsplit(url).path}</Resource>" in refused.text
+    assert download(url).status_code == 200
+    log = [(r["method"], r["status"]) for r in sb.requests() if r["kind"] == "download"]
+    assert log == [("HEAD", 403), ("PUT", 403), ("POST", 403), ("DELETE", 403), ("GET", 200)]
+
+
+def test_other_methods_on_unsigned_or_unknown_file_paths_are_refused_not_405(sb: Sandbox):
+    path = urlsplit(first_url(sb)).path
+    for method in ("HEAD", "PUT", "DELETE"):
+        response = requests.request(method, sb.root_url + path, timeout=TIMEOUT)
+        assert response.status_code == 403, method
+    put = requests.put(sb.root_url + "/files/nothing-here.parquet", timeout=TIMEOUT)
+    assert put.status_code == 403 and "<Code>AccessDenied</Code>" in put.text
+
+
+def test_one_byte_ranged_get_gives_identity(sb: Sandbox):
+    """``bytes=0-0`` is how a sensor stamps a file: S3's size, ETag and Last-Modified, one byte."""
+    url = first_url(sb, start_date="2026-09-03", end_date="2026-09-03", interval="15m")
+    full = download(url)
+    size = len(full.content)
+    probe = download(url, Range="bytes=0-0")
+    assert probe.status_code == 206
+    assert probe.content == full.content[:1] == b"P"
+    assert probe.headers["Content-Length"] == "1"
+    assert probe.headers["Content-Range"] == f"bytes 0-0/{size}"
+    for name in ("ETag", "Last-Modified", "Accept-Ranges"):
+        assert probe.headers[name] == full.headers[name]
+    # The same answer when the body is no longer cached, and for a file never fetched whole.
+    sandbox_server.render_file.cache_clear()
+    again = download(url, Range="bytes=0-0")
+    assert (again.content, again.headers["ETag"]) == (b"P", full.headers["ETag"])
+    other = first_url(sb, start_date="2026-09-04", end_date="2026-09-04", interval="15m")
+    first_probe = download(other, Range="bytes=0-0")
+    whole = download(other)
+    assert first_probe.headers["ETag"] == whole.headers["ETag"]
+    assert first_probe.headers["Content-Range"] == f"bytes 0-0/{len(whole.content)}"
+    # A republished file probes differently, and its probe matches its new body.
+    sb.republish(BN, BTC, "2026-09", revision=1)
+    changed = download(url, Range="bytes=0-0")
+    assert changed.headers["ETag"] != full.headers["ETag"]
+    assert changed.headers["ETag"] == download(url).headers["ETag"]
 
 
 def test_range_request_returns_206_with_the_right_slice(sb: Sandbox):
@@ -444,14 +533,45 @@ def test_range_request_returns_206_with_the_right_slice(sb: Sandbox):
     assert part.content == full[10:100]
     assert part.headers["Content-Range"] == f"bytes 10-99/{len(full)}"
     assert part.headers["Content-Length"] == "90"
-    tail = download(url, Range="bytes=-8")
-    assert tail.status_code == 206 and tail.content == full[-8:]
-    assert tail.content.endswith(b"PAR1")
     open_ended = download(url, Range=f"bytes={len(full) - 4}-")
     assert open_ended.status_code == 206 and open_ended.content == b"PAR1"
-    unsatisfiable = download(url, Range=f"bytes={len(full)}-")
-    assert unsatisfiable.status_code == 416
-    assert unsatisfiable.headers["Content-Range"] == f"bytes */{len(full)}"
+    past_the_end = download(url, Range=f"bytes={len(full) - 2}-{len(full) + 50}")
+    assert past_the_end.status_code == 206 and past_the_end.content == b"R1"
+    assert (
+        past_the_end.headers["Content-Range"]
+        == f"bytes {len(full) - 2}-{len(full) - 1}/{len(full)}"
+    )
+
+
+@pytest.mark.parametrize("suffix", [1, 8, 100, 10**9])
+def test_suffix_range_request_returns_the_last_bytes(sb: Sandbox, suffix: int):
+    url = first_url(sb)
+    full = download(url).content
+    size = len(full)
+    tail = download(url, Range=f"bytes=-{suffix}")
+    assert tail.status_code == 206
+    assert tail.content == full[-suffix:]
+    assert tail.headers["Content-Range"] == f"bytes {max(size - suffix, 0)}-{size - 1}/{size}"
+    assert full.endswith(b"PAR1")
+
+
+@pytest.mark.parametrize("header", ["bytes={size}-", "bytes={size}-{size}", "bytes=-0"])
+def test_unsatisfiable_range_is_416_with_the_size(sb: Sandbox, header: str):
+    url = first_url(sb)
+    size = len(download(url).content)
+    response = download(url, Range=header.format(size=size))
+    assert response.status_code == 416
+    assert response.headers["Content-Range"] == f"bytes */{size}"
+    assert "<Code>InvalidRange</Code>" in response.text
+
+
+@pytest.mark.parametrize("header", ["bytes=0-0,5-9", "bytes=9-5", "items=0-0", "bytes=-"])
+def test_multi_reversed_or_malformed_ranges_get_the_whole_object(sb: Sandbox, header: str):
+    url = first_url(sb)
+    full = download(url)
+    response = download(url, Range=header)
+    assert response.status_code == 200
+    assert response.content == full.content and "Content-Range" not in response.headers
 
 
 def test_matching_if_none_match_is_not_modified(sb: Sandbox):
@@ -520,11 +640,13 @@ def test_republish_changes_bytes_and_etag_and_revision_zero_restores_them(sb: Sa
     assert download(first_url(sb)).content == before.content
 
 
-def test_republish_applies_to_the_daily_files_of_the_month(sb: Sandbox):
-    one_day = {"start_date": "2026-08-05", "end_date": "2026-08-05"}
-    before = download(first_url(sb, **one_day)).headers["ETag"]
+def test_republish_applies_to_every_file_of_a_transition_month(sb: Sandbox):
+    monthly = {"start_date": "2026-08-05", "end_date": "2026-08-05"}
+    daily = {"start_date": "2026-08-20", "end_date": "2026-08-20"}
+    before = [download(first_url(sb, **part)).headers["ETag"] for part in (monthly, daily)]
     sb.republish(BN, BTC, "2026-08", revision=1)
-    assert download(first_url(sb, **one_day)).headers["ETag"] != before
+    after = [download(first_url(sb, **part)).headers["ETag"] for part in (monthly, daily)]
+    assert after[0] != before[0] and after[1] != before[1]
 
 
 def test_corrupt_serves_matching_files_corrupted_and_the_others_clean(sb: Sandbox):
@@ -610,7 +732,8 @@ def test_reset_fault_can_target_downloads(sb: Sandbox):
 def test_truncate_fault_sends_full_content_length_but_half_the_body(sb: Sandbox):
     sb.inject("truncate")
     url = first_url(sb)
-    assert requests.head(url, timeout=TIMEOUT).status_code == 200  # HEAD does not use it up
+    assert requests.head(url, timeout=TIMEOUT).status_code == 403  # refused: uses up no fault
+    assert sb.faults()[0]["remaining"] == 1
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
     try:
@@ -692,6 +815,17 @@ def test_corrupt_parquet_fault_serves_bytes_that_are_not_parquet(sb: Sandbox):
     assert response.content != good
     with pytest.raises(pa.ArrowInvalid):
         table_of(response.content)
+
+
+def test_corrupt_parquet_fault_shows_in_a_one_byte_probe_too(sb: Sandbox):
+    url = first_url(sb)
+    clean = download(url, Range="bytes=0-0")
+    sb.inject("corrupt_parquet")
+    probe = download(url, Range="bytes=0-0")
+    assert probe.status_code == 206 and probe.content == b"J"
+    assert probe.headers["ETag"] != clean.headers["ETag"]
+    assert probe.headers["Content-Range"] == clean.headers["Content-Range"]  # same length
+    assert download(url, Range="bytes=0-0").content == b"P"
 
 
 def test_oversize_fault_streams_a_body_of_the_requested_size(sb: Sandbox):
@@ -804,7 +938,7 @@ def test_admin_http_endpoints_steer_the_sandbox(sb: Sandbox):
     assert post("reset_log", {}).status_code == 200
     assert [r["kind"] for r in sb.requests()] == ["admin"]
     state = requests.get(admin + "state", timeout=TIMEOUT).json()
-    assert state["today"] == "2026-09-03" and state["daily_from"] == "2026-08-01"
+    assert state["today"] == "2026-09-03" and state["daily_from"] == "2026-08-11"
 
 
 def test_admin_endpoints_reject_bad_requests_with_json_errors(sb: Sandbox):
@@ -863,7 +997,8 @@ def test_official_client_reads_the_sandbox_unchanged(sb: Sandbox):
     symbols = aperiodic.get_symbols(api_key=KEY, exchange=OKX, base_url=sb.base_url)
     assert BTC in symbols and ETH in symbols
     kinds = [r["kind"] for r in sb.requests()]
-    assert kinds.count("download") == 2 * 32 and kinds.count("list") == 2
+    # July, then August: a monthly file for the 1st-10th and 21 daily files.
+    assert kinds.count("download") == 2 * (1 + 1 + 21) and kinds.count("list") == 2
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -915,14 +1050,23 @@ def test_cli_prints_its_url_serves_and_stops_cleanly_on_sigterm():
     assert stderr == ""
 
 
-def test_cli_flags_set_daily_from_and_a_corruption_for_all_files():
+def test_cli_flags_set_daily_from_synthetic_symbols_and_a_corruption_for_all_files():
     proc, base_url = start_cli(
-        "--today", "2026-09-15", "--daily-from", "2026-09-01", "--corrupt", "gap"
+        "--today",
+        "2026-09-15",
+        "--daily-from",
+        "2026-09-01",
+        "--corrupt",
+        "gap",
+        "--synthetic-symbols",
+        "2",
     )
     try:
         state = RemoteSandbox(base_url).snapshot()
+        listed = aperiodic.get_symbols(api_key=KEY, exchange=OKX, base_url=base_url)
     finally:
         stop_cli(proc)
+    assert [s for s in listed if "SYN" in s] == [synthetic_symbol(1), synthetic_symbol(2)]
     assert state["daily_from"] == "2026-09-01" and state["today"] == "2026-09-15"
     assert state["corruptions"] == [
         {"mode": "gap", "exchange": None, "symbol": None, "month": None}
@@ -973,7 +1117,7 @@ def test_cli_takes_key_clock_faults_from_flags_and_environment_and_never_logs_se
         assert get().status_code == 502
         assert get().status_code == 429
         listed = get().json()["files"]
-        assert labels(listed) == [(2026, 8, 1), (2026, 8, 2)]
+        assert labels(listed) == [(2026, 8)]
         assert "X-Amz-Expires=60" in listed[0]["url"]
         assert download(listed[0]["url"]).status_code == 200
         remote = RemoteSandbox(base_url)

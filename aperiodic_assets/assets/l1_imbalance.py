@@ -19,20 +19,17 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import dagster as dg
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
-from dagster._core.definitions.data_version import (
-    CODE_VERSION_TAG,
-    DATA_VERSION_IS_USER_PROVIDED_TAG,
-    DATA_VERSION_TAG,
-)
-from dagster._core.definitions.partitions.utils import get_tags_from_multi_partition_key
 from pydantic import Field
 
+from .._dagster_internals import (
+    AssetCheckEvaluationTargetMaterializationData,
+    check_target,
+    materialization_tags,
+)
 from ..api import AperiodicClient, AperiodicError
 from ..partitions import l1_partitions, parse_partition_key
 from ..pipeline import PartitionOutcome, PartitionRejected, run_partition
@@ -43,8 +40,16 @@ from ..warehouse import Warehouse
 L1_IMBALANCE = dg.AssetKey(["aperiodic", "l1_imbalance"])
 API_POOL = "aperiodic_api"
 CODE_VERSION = "1"
-#: Metadata key of the source files' identity; the new-month sensor compares it with its probe.
+#: Metadata key of the source files' identity (one digest over every file).
 SOURCE_IDENTITY = "source_files_identity"
+#: Metadata key of each source file's identity (label -> ETag:size); the sensor compares probes.
+SOURCE_STAMPS = "source_stamps"
+#: Fresh to yesterday: Aperiodic publishes each day's file shortly after midnight UTC and the
+#: sensor notices it within its interval, so by 06:00 UTC the asset must have materialized since
+#: midnight. Dagster evaluates it on the asset as a whole (its latest materialization of any
+#: partition), shown as the asset's freshness state in the UI; needs `freshness: enabled` in
+#: dagster.yaml.
+FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=6))
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 _K = TypeVar("_K")
 _R = TypeVar("_R")
@@ -76,6 +81,12 @@ class L1ImbalanceConfig(dg.Config):
         description="Partitions a backfill (ranged) run processes at once. Each holds one month"
         " in memory; API calls in flight are at most this times the client's download limit.",
     )
+    retry_after_wait_max_s: float = Field(
+        default=3600.0,
+        description="When the API asks to come back later (Retry-After) than its client waits"
+        " in-line, a single-partition run is retried after exactly that wait if it is at most"
+        " this long; otherwise it fails and the sensor requests the partition again later.",
+    )
 
 
 @dg.multi_asset(
@@ -89,6 +100,7 @@ class L1ImbalanceConfig(dg.Config):
             group_name="aperiodic",
             kinds={"parquet"},
             code_version=CODE_VERSION,
+            freshness_policy=FRESHNESS,
             description="Aperiodic l1_imbalance for one instrument and month, validated, as"
             " hive-partitioned Parquet in the warehouse.",
         )
@@ -109,7 +121,12 @@ def l1_imbalance(
     aperiodic: AperiodicResource,
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    client = aperiodic.client(logger=context.log, client_tag=context.run.run_id)
+    client = aperiodic.client(
+        logger=context.log,
+        client_tag=context.run.run_id,
+        # Every partition thread shares the client's connection pool.
+        max_connections=config.partition_concurrency * aperiodic.max_concurrent_downloads,
+    )
     tolerances = ValidationConfig(
         abs_tol=config.abs_tol, rel_tol=config.rel_tol, nan_share_max=config.nan_share_max
     )
@@ -117,7 +134,9 @@ def l1_imbalance(
     selected = {key.name for key in context.selected_asset_check_keys}
     try:
         if context.has_partition_key:
-            yield from _one_partition(context, client, store, tolerances, selected)
+            yield from _one_partition(
+                context, client, store, tolerances, selected, config.retry_after_wait_max_s
+            )
         else:
             yield from _partition_range(
                 context,
@@ -152,6 +171,7 @@ def _one_partition(
     warehouse: Warehouse,
     tolerances: ValidationConfig,
     selected: set[str],
+    retry_after_wait_max_s: float,
 ) -> Iterator[dg.MaterializeResult]:
     """A single-partition run (UI, sensor, schedule): Dagster stores the result and retries."""
     key = context.partition_key
@@ -167,7 +187,19 @@ def _one_partition(
             allow_retries=False,
         ) from None
     except AperiodicError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
+        wait = getattr(exc, "retry_after_s", None)
+        if wait is None:
+            raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
+        if wait <= retry_after_wait_max_s:
+            # Not sooner than the server allowed: the RetryPolicy's own delay could be shorter.
+            context.log.warning(f"{exc} Retrying this partition in {wait:.0f}s.")
+            raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait) from None
+        raise dg.Failure(
+            description=f"{exc} That is longer than retry_after_wait_max_s"
+            f" ({retry_after_wait_max_s:.0f}s), so this run does not wait: the new-month sensor"
+            " requests the partition again later, or re-execute it yourself after the wait.",
+            allow_retries=False,
+        ) from None
     if landed is None:
         _log_unpublished(context, key)
         return
@@ -202,9 +234,9 @@ def _partition_range(
                 asset_key=L1_IMBALANCE,
                 partition=key,
                 metadata=result.metadata,
-                tags=_materialization_tags(key, result.sha256),
+                tags=materialization_tags(l1_partitions, key, CODE_VERSION, result.sha256),
             )
-            target = _check_target(context.instance, key)
+            target = check_target(context.instance, L1_IMBALANCE, key)
             yield from (
                 _partition_check(check, key, target)
                 for check in result.checks
@@ -270,40 +302,6 @@ def _partition_check(
     )
 
 
-# --- Dagster 1.13 internals, used by ranged runs only ------------------------------------------
-# MaterializeResult and AssetCheckResult describe a whole run, so a ranged run reports each
-# partition with AssetMaterialization / AssetCheckEvaluation itself. To be indistinguishable from
-# a single-partition run, those carry what Dagster would have added: the data-version tags of
-# execute_step._build_data_version_tags (no input provenance tags: this asset has no inputs) plus
-# the dimension tags of _get_output_asset_events (staleness and multi-partition status read
-# them), and the check's target materialization of
-# AssetCheckResult.to_asset_check_evaluation (a partitioned check only counts as current when it
-# points at the latest materialization). tests/test_backfill_e2e.py compares both paths and fails
-# if an upgrade changes any of this.
-
-
-def _materialization_tags(key: str, sha256: str) -> dict[str, str]:
-    return {
-        CODE_VERSION_TAG: CODE_VERSION,
-        DATA_VERSION_TAG: sha256,
-        DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
-        **get_tags_from_multi_partition_key(l1_partitions.get_partition_key_from_str(key)),
-    }
-
-
-def _check_target(
-    instance: dg.DagsterInstance, key: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, asset_partitions=[key]), limit=1
-    ).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
-    )
-
-
 # --- reporting ---------------------------------------------------------------------------------
 
 
@@ -325,9 +323,11 @@ def _landed(outcome: PartitionOutcome) -> _Landed | None:
             "source_kind": dg.MetadataValue.text(
                 f"{len(outcome.sources) - daily} monthly + {daily} daily"
             ),
+            "through": dg.MetadataValue.text(str(outcome.through)),
             "path": dg.MetadataValue.path(written.path),
             "sha256": dg.MetadataValue.text(written.sha256),
             SOURCE_IDENTITY: dg.MetadataValue.text(outcome.source_identity),
+            SOURCE_STAMPS: dg.MetadataValue.json(outcome.source_stamps),
             "checks": dg.MetadataValue.text(report.summary()),
         },
         checks=[_check_result(c) for c in report.checks],

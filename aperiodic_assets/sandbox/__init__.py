@@ -1,10 +1,10 @@
 """A local, Aperiodic-compatible server with synthetic data and fault injection.
 
 The sandbox serves the same HTTP surface as the real API (file lists, symbols, presigned and
-expiring file URLs), so the official ``aperiodic`` client and our own client run against it
-unchanged; tests and the demo steer it (clock, republished months, corrupted files, injected
-faults) in-process through :class:`Sandbox` or across processes through :class:`RemoteSandbox`.
-Run it with ``python -m aperiodic_assets.sandbox``. Never imports dagster.
+expiring file URLs that, like S3's, answer GET only), so the official ``aperiodic`` client and
+our own client run against it unchanged; tests and the demo steer it (clock, republished months,
+corrupted files, injected faults) in-process through :class:`Sandbox` or across processes through
+:class:`RemoteSandbox`. Run it with ``python -m aperiodic_assets.sandbox``. Never imports dagster.
 
 Modules: :mod:`.catalog` (what is published), :mod:`.data` (what is in a file), :mod:`.signing`
 (presigned URLs), :mod:`.faults` (what goes wrong), :mod:`.server` (HTTP), ``.corruption``
@@ -13,7 +13,7 @@ Modules: :mod:`.catalog` (what is published), :mod:`.data` (what is in a file), 
 
 from __future__ import annotations
 
-from .catalog import LISTINGS, Calendar, FileSpan, listing_date, symbols
+from .catalog import LISTINGS, Calendar, FileSpan, listing_date, symbols, synthetic_symbol
 from .data import encode_parquet, generate, sample_amounts
 from .faults import FAULTS
 from .server import CORRUPTION_MODES, RemoteSandbox, Sandbox, SandboxConfig
@@ -32,4 +32,5 @@ __all__ = [
     "listing_date",
     "sample_amounts",
     "symbols",
+    "synthetic_symbol",
 ]

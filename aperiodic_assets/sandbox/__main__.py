@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from datetime import date
 from types import FrameType
 
+from .catalog import SYNTHETIC_LISTED, synthetic_symbol
 from .faults import FAULTS, Fault, parse_fault_list, parse_fault_spec
 from .server import CORRUPTION_MODES, Sandbox, SandboxConfig
 
@@ -29,6 +30,12 @@ def _date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {text!r}; expected YYYY-MM-DD") from None
+
+
+def _count(text: str) -> int:
+    if not text.isdecimal():
+        raise argparse.ArgumentTypeError(f"not a count: {text!r}; expected an integer >= 0")
+    return int(text)
 
 
 def _fault(text: str) -> Fault:
@@ -57,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--daily-from",
         type=_date,
         default=defaults.daily_from,
-        help="first day served as daily files (default %(default)s)",
+        help="first day served as daily files; the days of its month before it are one monthly"
+        " file (default %(default)s, as Aperiodic)",
     )
     parser.add_argument(
         "--url-ttl", type=int, default=defaults.url_ttl_s, help="presigned URL lifetime, seconds"
@@ -73,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--corrupt", choices=CORRUPTION_MODES, default=None, help="corrupt every file this way"
     )
     parser.add_argument("--secret", default=None, help="URL-signing secret (default: random)")
+    parser.add_argument(
+        "--synthetic-symbols",
+        type=_count,
+        default=defaults.synthetic_symbols,
+        metavar="N",
+        help=f"also list N synthetic symbols on every exchange, {synthetic_symbol(1)} and on,"
+        f" listed on {SYNTHETIC_LISTED} (for scale tests; default %(default)s)",
+    )
     parser.add_argument(
         "--verbose", action="store_true", help="one stderr line per request (no query strings)"
     )
@@ -98,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=args.port,
         verbose=args.verbose,
         secret=args.secret,
+        synthetic_symbols=args.synthetic_symbols,
     )
     sandbox = Sandbox(config)
     for fault in [*args.fault, *env_faults]:

@@ -3,11 +3,13 @@
 Owns the file layout rules (monthly files before ``daily_from``, daily files from it on, a
 transition month made of both, nothing before a symbol's listing day or on/after "today") and the
 object paths that file URLs point at. Pure and clock-free: the caller passes ``today``.
-Never imports dagster.
+:data:`LISTINGS` holds realistic instruments; :func:`build_listings` adds synthetic ones, served
+like the real ones, for scale tests that need many instruments. Never imports dagster.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from urllib.parse import quote, unquote
@@ -34,17 +36,42 @@ LISTINGS: dict[str, dict[str, date]] = {
     },
 }
 
+#: Listing day of every synthetic symbol: the universe's first month, so backfills find data.
+SYNTHETIC_LISTED = date(2024, 1, 1)
+
 FILES_PREFIX = "/files"
 ONE_DAY = timedelta(days=1)
 
+Listings = Mapping[str, Mapping[str, date]]
 
-def symbols(exchange: str) -> list[str]:
+
+def synthetic_symbol(n: int) -> str:
+    """The ``n``-th synthetic symbol (from 1): ``perpetual-SYN0001-USDT:USDT``.
+
+    The same on every exchange and independent of how many are listed, so a benchmark can name
+    its instruments without asking the sandbox. Free of ``| , [ ] .``: a valid instrument.
+    """
+    return f"perpetual-SYN{n:04d}-USDT:USDT"
+
+
+def build_listings(synthetic: int = 0) -> dict[str, dict[str, date]]:
+    """A fresh copy of :data:`LISTINGS` plus ``synthetic`` synthetic symbols on every exchange.
+
+    Each sandbox keeps its own copy, so sandboxes in one process can list different symbols.
+    """
+    if synthetic < 0:
+        raise ValueError(f"synthetic_symbols must be >= 0, got {synthetic}")
+    extra = {synthetic_symbol(n): SYNTHETIC_LISTED for n in range(1, synthetic + 1)}
+    return {exchange: {**listed, **extra} for exchange, listed in LISTINGS.items()}
+
+
+def symbols(exchange: str, listings: Listings = LISTINGS) -> list[str]:
     """Symbols listed on ``exchange``; ``KeyError`` for an unknown exchange."""
-    return sorted(LISTINGS[exchange])
+    return sorted(listings[exchange])
 
 
 def listing_date(exchange: str, symbol: str) -> date:
-    """First day with data; ``KeyError`` for an unknown exchange or symbol."""
+    """First day with data of a real symbol; ``KeyError`` for an unknown exchange or symbol."""
     return LISTINGS[exchange][symbol]
 
 

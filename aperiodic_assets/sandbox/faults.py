@@ -36,8 +36,6 @@ class FaultSpec:
     targets: tuple[str, ...]
     params: dict[str, Any]
     doc: str
-    #: Faults that act on the body do nothing for a HEAD request, so HEAD does not use them up.
-    needs_body: bool = False
 
 
 FAULTS: dict[str, FaultSpec] = {
@@ -55,7 +53,7 @@ FAULTS: dict[str, FaultSpec] = {
     ),
     "reset": FaultSpec(ANY, TARGETS, {}, "the connection is reset without a response"),
     "truncate": FaultSpec(
-        DOWNLOAD, (DOWNLOAD,), {}, "full Content-Length, half the body, then close", True
+        DOWNLOAD, (DOWNLOAD,), {}, "full Content-Length, half the body, then close"
     ),
     "stall": FaultSpec(
         DOWNLOAD, TARGETS, {"seconds": 30.0}, "headers, then `seconds` of silence, then the body"
@@ -68,14 +66,13 @@ FAULTS: dict[str, FaultSpec] = {
         "list entries point at `base` instead of the sandbox",
     ),
     "corrupt_parquet": FaultSpec(
-        DOWNLOAD, (DOWNLOAD,), {}, "body of the right length that is not Parquet", True
+        DOWNLOAD, (DOWNLOAD,), {}, "body of the right length that is not Parquet"
     ),
     "oversize": FaultSpec(
         DOWNLOAD,
         (DOWNLOAD,),
         {"bytes": 64 * 1024 * 1024},
         "a streamed body of `bytes` bytes (default 64 MiB)",
-        True,
     ),
 }
 
@@ -95,10 +92,8 @@ class Fault:
     def target(self) -> str:
         return str(self.params.get("target", FAULTS[self.name].target))
 
-    def applies(self, kind: str, exchange: str, symbol: str, month: str, head: bool) -> bool:
+    def applies(self, kind: str, exchange: str, symbol: str, month: str) -> bool:
         if self.target not in (kind, ANY):
-            return False
-        if head and FAULTS[self.name].needs_body:
             return False
         return (
             (self.exchange is None or self.exchange == exchange)
@@ -169,13 +164,15 @@ class FaultBook:
         with self._lock:
             return [f.as_dict() for f in self._faults]
 
-    def take(
-        self, kind: str, exchange: str, symbol: str, month: str, head: bool = False
-    ) -> Fault | None:
-        """Use up one occurrence of the first fault that applies to this request, if any."""
+    def take(self, kind: str, exchange: str, symbol: str, month: str) -> Fault | None:
+        """Use up one occurrence of the first fault that applies to this request, if any.
+
+        The server calls it only for requests it would answer: a download refused for its
+        signature (HEAD on a URL presigned for GET, say) or a missing object uses up no fault.
+        """
         with self._lock:
             for i, fault in enumerate(self._faults):
-                if fault.applies(kind, exchange, symbol, month, head):
+                if fault.applies(kind, exchange, symbol, month):
                     if fault.remaining > 0:
                         fault.remaining -= 1
                         if fault.remaining == 0:

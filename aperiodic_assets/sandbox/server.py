@@ -1,10 +1,11 @@
 """The sandbox HTTP server: Aperiodic's API surface and an S3-like file host in one process.
 
 Owns request routing, validation and error bodies, presigned file downloads (ETag,
-Last-Modified, Range, conditional GET), the admin endpoints under ``/_sandbox/`` that steer a
-running sandbox, the request log, and :class:`Sandbox` (in-process, context manager) and
-:class:`RemoteSandbox` (steers a sandbox in another process over HTTP). Pure standard-library
-HTTP plus numpy/pyarrow through :mod:`.data`; never imports dagster.
+Last-Modified, Range, conditional GET; any method but the signed GET is refused with 403, as
+S3/R2 do), the admin endpoints under ``/_sandbox/`` that steer a running sandbox, the request
+log, and :class:`Sandbox` (in-process, context manager) and :class:`RemoteSandbox` (steers a
+sandbox in another process over HTTP). Pure standard-library HTTP plus numpy/pyarrow through
+:mod:`.data`; never imports dagster.
 
 Logging never includes query strings (they carry signatures) or the API key.
 """
@@ -25,7 +26,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -40,7 +41,15 @@ from xml.sax.saxutils import escape
 from ..months import Month
 from ..schema import EXCHANGES, INTERVALS, METRIC, TIMESTAMP_MODES
 from . import faults as fx
-from .catalog import LISTINGS, Calendar, FileSpan, object_path, parse_object_path, symbols
+from .catalog import (
+    Calendar,
+    FileSpan,
+    Listings,
+    build_listings,
+    object_path,
+    parse_object_path,
+    symbols,
+)
 from .corruption import MODES, apply_corruption
 from .data import encode_parquet, generate
 from .signing import Signer
@@ -55,6 +64,12 @@ LIST_PARAMS = ("timestamp", "interval", "exchange", "symbol", "start_date", "end
 MAX_ADMIN_BODY = 1024 * 1024
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
+#: Bytes kept from each end of a file with its identity: Parquet's magic and footer length, enough
+#: to answer a one-byte probe (``bytes=0-0``) or a footer read (``bytes=-8``) without rendering.
+EDGE_BYTES = 8
+#: Identities kept (about 0.5 KB each with their keys, so at most ~32 MB): enough for a sensor that
+#: probes every file of a large universe each tick.
+IDENTITY_CACHE_SIZE = 65536
 
 
 @dataclass
@@ -64,7 +79,8 @@ class SandboxConfig:
     api_key: str = "sandbox"
     #: The sandbox clock: files exist for days before it. ``None`` = the real UTC date, always.
     today: date | None = None
-    daily_from: date = date(2026, 8, 1)
+    #: Aperiodic serves monthly files up to 2026-08-10 and one file per day from 2026-08-11 on.
+    daily_from: date = date(2026, 8, 11)
     url_ttl_s: int = 300
     host: str = "127.0.0.1"
     port: int = 0
@@ -72,6 +88,8 @@ class SandboxConfig:
     verbose: bool = False
     #: URL-signing secret; random per instance when ``None`` (URLs die with the process).
     secret: str | None = None
+    #: Extra symbols per exchange (``catalog.synthetic_symbol``), for scale tests.
+    synthetic_symbols: int = 0
 
 
 @dataclass(frozen=True)
@@ -111,6 +129,8 @@ class SandboxState:
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
+        #: This sandbox's exchange -> symbol -> listing day; never changes after start.
+        self.listings: Listings = build_listings(config.synthetic_symbols)
         self._lock = threading.RLock()
         self._today = config.today
         self._daily_from = config.daily_from
@@ -145,7 +165,7 @@ class SandboxState:
     # --- content changes
     def republish(self, exchange: str, symbol: str, month: str | Month, revision: int) -> None:
         """Serve ``month``'s files (monthly and daily, every interval and mode) at ``revision``."""
-        _require_instrument(exchange, symbol)
+        _require_instrument(self.listings, exchange, symbol)
         key = (exchange, symbol, _month_key(month) or "")
         with self._lock:
             if int(revision) == 0:
@@ -172,7 +192,7 @@ class SandboxState:
             raise ValueError(
                 f"unknown corruption mode {mode!r}; expected one of {CORRUPTION_MODES}"
             )
-        if exchange is not None and exchange not in LISTINGS:
+        if exchange is not None and exchange not in self.listings:
             raise ValueError(f"unknown exchange {exchange!r}")
         rule = CorruptionRule(mode, exchange, symbol, _month_key(month))
         with self._lock:
@@ -233,10 +253,10 @@ class SandboxState:
             }
 
 
-def _require_instrument(exchange: str, symbol: str) -> None:
-    if exchange not in LISTINGS:
-        raise ValueError(f"unknown exchange {exchange!r}; expected one of {sorted(LISTINGS)}")
-    if symbol not in LISTINGS[exchange]:
+def _require_instrument(listings: Listings, exchange: str, symbol: str) -> None:
+    if exchange not in listings:
+        raise ValueError(f"unknown exchange {exchange!r}; expected one of {sorted(listings)}")
+    if symbol not in listings[exchange]:
         raise ValueError(f"unknown symbol {symbol!r} on {exchange}")
 
 
@@ -276,6 +296,50 @@ def render_file(
     body = encode_parquet(table)
     published = datetime.combine(end, dtime(0, 15), tzinfo=UTC).timestamp() + 3600 * revision
     return RenderedFile(body, _etag(body), formatdate(published, usegmt=True))
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """A rendered file without its body: what conditional and edge-ranged GETs need."""
+
+    etag: str
+    size: int
+    last_modified: str
+    head: bytes
+    tail: bytes
+
+    def edge(self, first: int, last: int) -> bytes | None:
+        """Bytes ``first..last`` (inclusive) if they lie within a kept edge, else ``None``."""
+        if last < len(self.head):
+            return self.head[first : last + 1]
+        tail_start = self.size - len(self.tail)
+        if first >= tail_start:
+            return self.tail[first - tail_start : last - tail_start + 1]
+        return None
+
+
+@functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)
+def file_identity(
+    exchange: str,
+    symbol: str,
+    interval: str,
+    timestamp: str,
+    first: date,
+    end: date,
+    revision: int,
+    corruption: str | None,
+) -> FileIdentity:
+    """:func:`render_file`'s identity, kept far longer than its bytes.
+
+    A sensor probes thousands of files with one-byte GETs every tick; rendering each again
+    (``render_file`` keeps only a few bodies) would make every probe cost a file generation.
+    """
+    rendered = render_file(exchange, symbol, interval, timestamp, first, end, revision, corruption)
+    return _identity_of(rendered.body, rendered.etag, rendered.last_modified)
+
+
+def _identity_of(body: bytes, etag: str, last_modified: str) -> FileIdentity:
+    return FileIdentity(etag, len(body), last_modified, body[:EDGE_BYTES], body[-EDGE_BYTES:])
 
 
 # --- HTTP --------------------------------------------------------------------------------------
@@ -374,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     #: Idle keep-alive connections give their thread back after this long.
     timeout = 120
+    #: Headers and body go out in separate writes; with Nagle's algorithm the body would wait
+    #: for the client's delayed ACK (about 40 ms on Linux), on every keep-alive request.
+    disable_nagle_algorithm = True
     server: _Server
 
     # --- plumbing
@@ -508,7 +575,10 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.command
         if kind == "admin":
             return self._admin(path[len(ADMIN_PREFIX) :], body)
-        if kind in ("list", "symbols", "download") and method not in ("GET", "HEAD"):
+        if kind == "download":
+            # Every method reaches the signature check, which refuses all but the signed GET.
+            return self._download(path, query)
+        if kind in ("list", "symbols") and method not in ("GET", "HEAD"):
             return error_reply(
                 405,
                 "Method Not Allowed",
@@ -516,8 +586,6 @@ class _Handler(BaseHTTPRequestHandler):
                 "method_not_allowed",
                 Allow="GET, HEAD",
             )
-        if kind == "download":
-            return self._download(path, query)
         if kind == "list":
             return self._list(query, preview="/preview/" in path)
         if kind == "symbols":
@@ -581,7 +649,8 @@ class _Handler(BaseHTTPRequestHandler):
         if problems:
             return error_reply(400, "Invalid request", [p[1] for p in problems], problems[0][0])
         exchange, symbol = query["exchange"], query["symbol"]
-        if symbol not in LISTINGS[exchange]:
+        listed = self.state.listings[exchange]
+        if symbol not in listed:
             return error_reply(
                 404,
                 "Not Found",
@@ -589,13 +658,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "symbol_not_found",
             )
         start, end = dates["start_date"], dates["end_date"]
-        fault = self.state.faults.take(
-            fx.LIST, exchange, symbol, Month.of(start).key, self.command == "HEAD"
-        )
+        fault = self.state.faults.take(fx.LIST, exchange, symbol, Month.of(start).key)
         early = _fault_reply(fault)
         if early is not None:
             return early
-        spans = self.state.calendar().files(LISTINGS[exchange][symbol], start, end)
+        spans = self.state.calendar().files(listed[symbol], start, end)
         ttl = self.state.config.url_ttl_s
         now = time.time()
         if fault is not None and fault.name == "expire_urls":
@@ -623,34 +690,34 @@ class _Handler(BaseHTTPRequestHandler):
                 ["missing query parameter: exchange"],
                 "missing_parameter",
             )
-        if exchange not in LISTINGS:
+        listings = self.state.listings
+        if exchange not in listings:
             return error_reply(
                 400,
                 "Invalid request",
-                [f"exchange {exchange!r} is not one of {sorted(LISTINGS)}"],
+                [f"exchange {exchange!r} is not one of {sorted(listings)}"],
                 "invalid_exchange",
             )
         return json_reply(
-            200, {"symbols": symbols(exchange), "exchange": exchange, "bucket": METRIC}
+            200, {"symbols": symbols(exchange, listings), "exchange": exchange, "bucket": METRIC}
         )
 
     def _download(self, path: str, query: dict[str, str]) -> Reply:
-        refusal = self.state.signer.verify(path, query)
+        refusal = self.state.signer.verify(self.command, path, query)
         if refusal is not None:
             return s3_error(403, refusal.code, refusal.message, path)
         fid = parse_object_path(path)
-        listing = LISTINGS.get(fid.exchange, {}).get(fid.symbol) if fid else None
+        listing = self.state.listings.get(fid.exchange, {}).get(fid.symbol) if fid else None
         span: FileSpan | None = None
         if fid is not None and listing is not None:
             span = self.state.calendar().find(listing, fid.year, fid.month, fid.day)
         if fid is None or span is None:
             return s3_error(404, "NoSuchKey", "The specified key does not exist.", path)
-        head = self.command == "HEAD"
-        fault = self.state.faults.take(fx.DOWNLOAD, fid.exchange, fid.symbol, fid.month_key, head)
+        fault = self.state.faults.take(fx.DOWNLOAD, fid.exchange, fid.symbol, fid.month_key)
         early = _fault_reply(fault)
         if early is not None:
             return early
-        rendered = render_file(
+        key = (
             fid.exchange,
             fid.symbol,
             fid.interval,
@@ -660,8 +727,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.state.revision(fid.exchange, fid.symbol, fid.month_key),
             self.state.corruption(fid.exchange, fid.symbol, fid.month_key),
         )
-        body, etag = rendered.body, rendered.etag
-        headers = {"Accept-Ranges": "bytes", "Last-Modified": rendered.last_modified}
+        identity = file_identity(*key)
+        headers = {"Accept-Ranges": "bytes", "Last-Modified": identity.last_modified}
         octets = "application/octet-stream"
         if fault is not None and fault.name == "oversize":
             size = int(fault.params["bytes"])
@@ -674,14 +741,20 @@ class _Handler(BaseHTTPRequestHandler):
                 length=size,
                 fault=fault.name,
             )
+        corrupted: bytes | None = None
         if fault is not None and fault.name == "corrupt_parquet":
-            body = fx.corrupt_body(body)
-            etag = _etag(body)
-        headers["ETag"] = etag
-        if etag in [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]:
+            corrupted = fx.corrupt_body(render_file(*key).body)
+            identity = _identity_of(corrupted, _etag(corrupted), identity.last_modified)
+
+        def body() -> bytes:
+            return corrupted if corrupted is not None else render_file(*key).body
+
+        headers["ETag"] = identity.etag
+        none_match = (self.headers.get("If-None-Match") or "").split(",")
+        if identity.etag in [tag.strip() for tag in none_match]:
             reply = Reply(304, content_type=octets, headers=headers)
         else:
-            reply = _ranged(body, self.headers.get("Range"), headers, path)
+            reply = _object_reply(identity, body, self.headers.get("Range"), headers, path)
         _apply_wire_fault(reply, fault)
         return reply
 
@@ -776,28 +849,49 @@ def _apply_wire_fault(reply: Reply, fault: fx.Fault | None) -> None:
         reply.action, reply.stall_s = "stall", float(fault.params["seconds"])
 
 
-def _ranged(body: bytes, header: str | None, headers: dict[str, str], resource: str) -> Reply:
-    """200 with the whole body, or S3's answer to a single ``Range: bytes=a-b`` request."""
-    octets = "application/octet-stream"
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(first, last)`` asked for by a single ``Range: bytes=a-b`` over ``size`` bytes.
+
+    ``None`` means the whole object (no Range, several ranges or a malformed one, as S3 does);
+    ``first >= size`` means the range is not satisfiable.
+    """
     match = _RANGE_RE.fullmatch(header.strip()) if header else None
     if match is None or not (match[1] or match[2]):
-        return Reply(200, body, octets, headers)  # absent, multi-range or malformed: whole object
-    size = len(body)
+        return None
     if match[1]:
         first = int(match[1])
-        last = min(int(match[2]), size - 1) if match[2] else size - 1
         if match[2] and int(match[2]) < first:
-            return Reply(200, body, octets, headers)
-    else:
-        first, last = max(size - int(match[2]), 0), size - 1
-        if int(match[2]) == 0:
-            first = size
-    if first >= size:
+            return None
+        return first, min(int(match[2]), size - 1) if match[2] else size - 1
+    suffix = int(match[2])
+    return (max(size - suffix, 0) if suffix else size), size - 1
+
+
+def _object_reply(
+    identity: FileIdentity,
+    body: Callable[[], bytes],
+    range_header: str | None,
+    headers: dict[str, str],
+    resource: str,
+) -> Reply:
+    """200 with the whole body, or S3's answer to a single ``Range: bytes=a-b`` request.
+
+    A range within the identity's kept edges (a one-byte probe) is answered without ``body()``.
+    """
+    octets = "application/octet-stream"
+    wanted = _byte_range(range_header, identity.size)
+    if wanted is None:
+        return Reply(200, body(), octets, headers)
+    first, last = wanted
+    if first >= identity.size:
         reply = s3_error(416, "InvalidRange", "The requested range is not satisfiable", resource)
-        reply.headers["Content-Range"] = f"bytes */{size}"
+        reply.headers["Content-Range"] = f"bytes */{identity.size}"
         return reply
-    ranged = {**headers, "Content-Range": f"bytes {first}-{last}/{size}"}
-    return Reply(206, body[first : last + 1], octets, ranged)
+    part = identity.edge(first, last)
+    if part is None:
+        part = body()[first : last + 1]
+    ranged = {**headers, "Content-Range": f"bytes {first}-{last}/{identity.size}"}
+    return Reply(206, part, octets, ranged)
 
 
 # --- in-process and remote handles -------------------------------------------------------------

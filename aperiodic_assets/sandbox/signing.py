@@ -3,7 +3,9 @@
 Owns how the sandbox signs an object path and how it decides a download is allowed. The shape
 copies S3's SigV4 query string (so clients see the URLs they will see in production, with a
 secret in the query string that must never be logged); the signature itself is a plain HMAC over
-path, date and lifetime, which is all a sandbox needs to detect tampering and expiry.
+method, path, date and lifetime, which is all a sandbox needs to detect tampering and expiry.
+Like SigV4, it covers the HTTP method: a URL presigned for GET refuses HEAD, PUT, POST and DELETE
+with ``SignatureDoesNotMatch``, so a client that works here does not rely on anything S3 refuses.
 Never imports dagster.
 """
 
@@ -18,6 +20,8 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlencode
 
 ALGORITHM = "AWS4-HMAC-SHA256"
+#: The one method file URLs are presigned for (the API hands out download links only).
+SIGNED_METHOD = "GET"
 ACCESS_KEY = "SANDBOXACCESSKEY"
 REGION = "us-east-1"
 #: S3 refuses presigned URLs that claim a longer lifetime than a week.
@@ -57,13 +61,13 @@ class Signer:
 
     secret: bytes
 
-    def _signature(self, path: str, amz_date: str, expires: str) -> str:
+    def _signature(self, method: str, path: str, amz_date: str, expires: str) -> str:
         # Sign the decoded path so clients that normalise percent-escapes still verify.
-        message = "\n".join([ALGORITHM, amz_date, expires, unquote(path)])
+        message = "\n".join([ALGORITHM, method, amz_date, expires, unquote(path)])
         return hmac.new(self.secret, message.encode(), hashlib.sha256).hexdigest()
 
     def sign(self, path: str, ttl_s: int, now: float | None = None) -> str:
-        """The query string (without ``?``) that makes ``path`` downloadable for ``ttl_s`` seconds.
+        """The query string (without ``?``) that allows a GET of ``path`` for ``ttl_s`` seconds.
 
         ``now`` (epoch seconds) defaults to the wall clock; pass an earlier time to hand out URLs
         that are already expired.
@@ -79,18 +83,21 @@ class Signer:
                 "X-Amz-Date": amz_date,
                 "X-Amz-Expires": expires,
                 "X-Amz-SignedHeaders": "host",
-                "X-Amz-Signature": self._signature(path, amz_date, expires),
+                "X-Amz-Signature": self._signature(SIGNED_METHOD, path, amz_date, expires),
             }
         )
 
     def verify(
-        self, path: str, query: Mapping[str, str], now: float | None = None
+        self, method: str, path: str, query: Mapping[str, str], now: float | None = None
     ) -> Refusal | None:
-        """``None`` if ``path`` with ``query`` may be downloaded now, else the :class:`Refusal`."""
+        """``None`` if ``method`` on ``path`` with ``query`` is allowed now, else the refusal.
+
+        Any method but the signed one fails the signature check, as with SigV4.
+        """
         if any(name not in query for name in QUERY_PARAMS) or query["X-Amz-Algorithm"] != ALGORITHM:
             return MALFORMED
         amz_date, expires = query["X-Amz-Date"], query["X-Amz-Expires"]
-        expected = self._signature(path, amz_date, expires)
+        expected = self._signature(method, path, amz_date, expires)
         if not hmac.compare_digest(expected, query["X-Amz-Signature"]):
             return BAD_SIGNATURE
         try:

@@ -1,0 +1,136 @@
+"""Every use of Dagster's private modules (``dagster._…``), in one place.
+
+Ranged (backfill) runs report each partition themselves, so they must attach what Dagster would
+have attached to a single-partition materialization; the sensor requests asset backfills, whose
+request type Dagster keeps private; a schedule cannot request a backfill, so it builds the ranged
+runs a ``BackfillPolicy.single_run()`` backfill would. These paths have moved between Dagster
+releases: this module checks the version it was written for at import and says what to do when
+it differs. ``tests/test_backfill_e2e.py`` compares a ranged run's events with a single-partition
+run's and fails if an upgrade changes any of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import dagster as dg
+
+WRITTEN_FOR = "1.13"
+
+if not dg.__version__.startswith(WRITTEN_FOR + "."):
+    raise ImportError(
+        f"aperiodic_assets uses private Dagster APIs written for Dagster {WRITTEN_FOR}.x, and"
+        f" Dagster {dg.__version__} is installed. Check aperiodic_assets/_dagster_internals.py"
+        " against that release. Until then, the asset still works with"
+        " BackfillPolicy.multi_run(1) (one run per partition, no ranged runs) and a sensor that"
+        " yields one RunRequest per partition."
+    )
+
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (  # noqa: E402
+    AssetCheckEvaluationTargetMaterializationData,
+)
+from dagster._core.definitions.assets.graph.asset_graph_subset import (  # noqa: E402
+    AssetGraphSubset,
+)
+from dagster._core.definitions.data_version import (  # noqa: E402
+    CODE_VERSION_TAG,
+    DATA_VERSION_IS_USER_PROVIDED_TAG,
+    DATA_VERSION_TAG,
+)
+from dagster._core.definitions.partitions.utils import (  # noqa: E402
+    get_tags_from_multi_partition_key,
+)
+from dagster._core.storage.tags import (  # noqa: E402
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+
+def materialization_tags(
+    partitions_def: dg.MultiPartitionsDefinition, key: str, code_version: str, data_version: str
+) -> dict[str, str]:
+    """The tags Dagster adds to a single-partition run's materialization.
+
+    Data-version tags as ``execute_step._build_data_version_tags`` writes them (the asset has no
+    inputs, so no provenance tags), plus the dimension tags of ``_get_output_asset_events``, which
+    staleness and the multi-partition status read.
+    """
+    return {
+        CODE_VERSION_TAG: code_version,
+        DATA_VERSION_TAG: data_version,
+        DATA_VERSION_IS_USER_PROVIDED_TAG: "true",
+        **get_tags_from_multi_partition_key(partitions_def.get_partition_key_from_str(key)),
+    }
+
+
+def check_target(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, key: str
+) -> AssetCheckEvaluationTargetMaterializationData | None:
+    """The materialization a partition's check result points at, as
+    ``AssetCheckResult.to_asset_check_evaluation`` sets it: a partitioned check only counts as
+    current when it targets the partition's latest materialization."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
+    ).records
+    if not records:
+        return None
+    return AssetCheckEvaluationTargetMaterializationData(
+        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
+    )
+
+
+def backfill_request(
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    keys: Iterable[str],
+    tags: Mapping[str, str],
+) -> dg.RunRequest:
+    """A sensor's request for one asset backfill over ``keys`` (so the BackfillPolicy applies).
+
+    ``RunRequest.for_asset_graph_subset`` is what the sensor daemon turns into a backfill; its
+    argument type is private. Backfill requests carry no run key: the caller dedupes.
+    """
+    subset = AssetGraphSubset(
+        partitions_subsets_by_asset_key={
+            asset_key: partitions_def.subset_with_partition_keys(sorted(keys))
+        },
+        non_partitioned_asset_keys=set(),
+    )
+    return dg.RunRequest.for_asset_graph_subset(subset, tags=dict(tags))
+
+
+def ranged_run_requests(
+    asset_key: dg.AssetKey,
+    partitions_def: dg.PartitionsDefinition,
+    keys: Iterable[str],
+    run_key: str,
+    tags: Mapping[str, str],
+) -> list[dg.RunRequest]:
+    """The runs a ``BackfillPolicy.single_run()`` backfill of ``keys`` would make: one per
+    contiguous partition key range (as ``_build_run_requests_with_backfill_policy`` does), for
+    a schedule, which cannot request a backfill. Each keeps a run key for idempotence."""
+    subset = partitions_def.subset_with_partition_keys(sorted(keys))
+    requests = []
+    for key_range in subset.get_partition_key_ranges(partitions_def):
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{run_key}:{key_range.start}..{key_range.end}",
+                asset_selection=[asset_key],
+                tags={
+                    **tags,
+                    ASSET_PARTITION_RANGE_START_TAG: key_range.start,
+                    ASSET_PARTITION_RANGE_END_TAG: key_range.end,
+                },
+            )
+        )
+    return requests
+
+
+def backfill_subset_keys(request: dg.RunRequest) -> list[str]:
+    """The partition keys a backfill request covers (for tests and logs)."""
+    subset = request.asset_graph_subset
+    if subset is None:
+        return []
+    return sorted(
+        str(p.partition_key) for p in subset.iterate_asset_partitions() if p.partition_key
+    )

@@ -1,0 +1,238 @@
+"""Benchmark: a month rollover through the scheduler daemon against the same work without Dagster.
+
+Why: the automated path is the main way this package is used, and a rollover of N instruments
+must not become N runs that each pay Dagster's run start-up. Timed in one run, on one sandbox:
+
+(a) rollover: the real ``monthly_schedule`` fired by a real daemon (webserver + daemon of
+    tests/dagster_services.py, sqlite instance configured by dagster_home/dagster.yaml as shipped)
+    for N = 64 sandbox instruments (intervals 15m..1d, both timestamp modes) and the last
+    completed month. The schedule's cron is set to every minute (APERIODIC_SCHEDULE_CRON), so the
+    tick is at the next minute boundary; wall time from that boundary until the last run ended and
+    every partition has its materialization. Its run key makes later ticks no-ops.
+(b) bare: ``pipeline.run_partition`` over the same partitions, no Dagster, with as many threads as
+    the asset's ranged run uses (``partition_concurrency``, default 4).
+(c) sensor: one evaluation of ``new_month_sensor``'s logic for a 500-instrument universe (the
+    sandbox's synthetic symbols), on a fresh instance (listings only), then again after every
+    watched partition was recorded as materialized from the files it lists (listings + identity
+    probes of the newest file of each partition + older files in rotation, within the budget).
+
+Run: ``.venv/bin/python benchmarks/rollover.py`` (about 3 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # tests.dagster_services
+
+from aperiodic_assets.api import AperiodicClient  # noqa: E402
+from aperiodic_assets.demo import sandbox_process  # noqa: E402
+from aperiodic_assets.months import Month  # noqa: E402
+from aperiodic_assets.pipeline import run_partition  # noqa: E402
+from aperiodic_assets.universe import Instrument  # noqa: E402
+from aperiodic_assets.warehouse import Warehouse  # noqa: E402
+from tests.dagster_services import dagster_services, load_yaml  # noqa: E402
+
+KEY = "sandbox"
+TODAY = date(2026, 11, 25)
+MONTH = Month.of(datetime.now(UTC).date()).previous()  # what the schedule targets
+SYMBOLS = {
+    "binance-futures": [
+        "perpetual-BTC-USDT:USDT",
+        "perpetual-ETH-USDT:USDT",
+        "perpetual-SOL-USDT:USDT",
+    ],
+    "okx-perps": ["perpetual-BTC-USDT:USDT", "perpetual-ETH-USDT:USDT", "perpetual-SOL-USDT:USDT"],
+    "hyperliquid-perps": ["perpetual-BTC-USDC:USDC", "perpetual-ETH-USDC:USDC"],
+}
+INTERVALS = ("15m", "30m", "1h", "4h")
+INSTRUMENTS = [
+    Instrument(exchange, symbol, interval, timestamp)
+    for exchange, symbols in SYMBOLS.items()
+    for symbol in symbols
+    for interval in INTERVALS
+    for timestamp in ("exchange", "true")
+][:64]
+PARTITION_CONCURRENCY = 4
+SENSOR_INSTRUMENTS = 500
+START_SCHEDULE = """
+mutation Start($selector: ScheduleSelector!) {
+  startSchedule(scheduleSelector: $selector) {
+    __typename
+    ... on PythonError { message }
+  }
+}
+"""
+RUNS = """
+query Runs($filter: RunsFilter!) {
+  runsOrError(filter: $filter) {
+    ... on Runs { results { runId status creationTime startTime endTime } }
+  }
+}
+"""
+
+
+def write_universe(path: Path, instruments: list[Instrument]) -> Path:
+    entries = [
+        {
+            "exchange": i.exchange,
+            "symbol": i.symbol,
+            "interval": i.interval,
+            "timestamp": i.timestamp,
+        }
+        for i in instruments
+    ]
+    path.write_text(yaml.safe_dump({"start_month": "2024-01", "instruments": entries}))
+    return path
+
+
+def bare(api_url: str, warehouse_dir: Path) -> float:
+    client = AperiodicClient(api_url, KEY, max_connections=PARTITION_CONCURRENCY * 4)
+    warehouse = Warehouse(warehouse_dir)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(PARTITION_CONCURRENCY) as pool:
+        outcomes = list(pool.map(lambda i: run_partition(client, warehouse, i, MONTH), INSTRUMENTS))
+    elapsed = time.perf_counter() - start
+    client.close()
+    assert all(o.written is not None for o in outcomes)
+    return elapsed
+
+
+def rollover(api_url: str, work: Path) -> tuple[float, int]:
+    universe = write_universe(work / "universe.yaml", INSTRUMENTS)
+    home = work / "dagster_home"
+    os.environ["DAGSTER_HOME"] = str(home)
+    env = {
+        "APERIODIC_API_URL": api_url,
+        "APERIODIC_API_KEY": KEY,
+        "WAREHOUSE_URL": str(work / "warehouse"),
+        "APERIODIC_UNIVERSE": str(universe),
+        "APERIODIC_SCHEDULE_CRON": "* * * * *",
+    }
+    with dagster_services(
+        home,
+        instance_config=load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml"),
+        workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
+        env=env,
+        start_daemon=False,
+    ) as services:
+        selector = {
+            "repositoryLocationName": "aperiodic_assets",
+            "repositoryName": "__repository__",
+            "scheduleName": "monthly_schedule",
+        }
+        started = services.graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
+        assert started["__typename"] == "ScheduleStateResult", started
+        tick = (int(time.time()) // 60 + 1) * 60  # the next minute boundary
+        services.start_daemon()
+        filter_ = {"tags": [{"key": "aperiodic/trigger", "value": "monthly_schedule"}]}
+
+        def finished():
+            runs = services.graphql(RUNS, {"filter": filter_})["runsOrError"]["results"]
+            done = runs and all(r["status"] in ("SUCCESS", "FAILURE", "CANCELED") for r in runs)
+            return runs if done else None
+
+        runs = services.wait_for("scheduled runs", finished, timeout=900)
+        assert all(r["status"] == "SUCCESS" for r in runs), runs
+        with dg.DagsterInstance.get() as instance:
+            landed = instance.get_materialized_partitions(
+                dg.AssetKey(["aperiodic", "l1_imbalance"])
+            )
+        assert len(landed) == len(INSTRUMENTS), len(landed)
+        return max(float(r["endTime"]) for r in runs) - tick, len(runs)
+
+
+def sensor_ticks(work: Path) -> tuple[float, float, str]:
+    """Two evaluations for a 500-instrument universe: cold, then with everything materialized."""
+    with sandbox_process(
+        ["--today", TODAY.isoformat(), "--key", KEY, "--synthetic-symbols", "250"]
+    ) as api_url:
+        from aperiodic_assets.automation import SETTINGS, evaluate, watched_months
+        from aperiodic_assets.sandbox.catalog import synthetic_symbol
+
+        instruments = [
+            Instrument(exchange, synthetic_symbol(n), "1d", timestamp)
+            for n in range(1, SENSOR_INSTRUMENTS // 4 + 1)
+            for exchange in ("binance-futures", "okx-perps")
+            for timestamp in ("exchange", "true")
+        ]
+        current = Month.of(datetime.now(UTC).date())
+        client = AperiodicClient(api_url, KEY, max_connections=SETTINGS.concurrency)
+        with dg.instance_for_test(temp_dir=str(work / "sensor_home")) as instance:
+            start = time.perf_counter()
+            cold = evaluate(
+                dg.build_sensor_context(instance=instance), client, instruments, current, SETTINGS
+            )
+            cold_s = time.perf_counter() - start
+            # Record every partition as materialized from exactly the files it lists now.
+            months = watched_months(current, SETTINGS.lookback_months)
+            with ThreadPoolExecutor(16) as pool:
+                stamps = list(pool.map(lambda i: _stamps(client, i, months), instruments))
+            for instrument, by_month in zip(instruments, stamps, strict=True):
+                for month, files in by_month.items():
+                    instance.report_runless_asset_event(
+                        dg.AssetMaterialization(
+                            asset_key=["aperiodic", "l1_imbalance"],
+                            partition=f"{instrument.key}|{month}",
+                            metadata={"source_stamps": dg.MetadataValue.json(files)},
+                        )
+                    )
+            start = time.perf_counter()
+            warm = evaluate(
+                dg.build_sensor_context(instance=instance, cursor=cold.cursor),
+                client,
+                instruments,
+                current,
+                SETTINGS,
+            )
+            warm_s = time.perf_counter() - start
+        client.close()
+        assert not warm.run_requests, "nothing changed: nothing may be requested"
+        return cold_s, warm_s, warm.skip_reason.skip_message if warm.skip_reason else ""
+
+
+def _stamps(client: AperiodicClient, instrument: Instrument, months: list[Month]):
+    from aperiodic_assets.watch import file_token
+
+    out = {}
+    for month in months:
+        stamps = client.probe_month(instrument, month)
+        if stamps:
+            out[month.key] = {s.label: file_token(s.etag, s.size) for s in stamps}
+    return out
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with sandbox_process(["--today", TODAY.isoformat(), "--key", KEY]) as api_url:
+            print(f"sandbox at {api_url}; {len(INSTRUMENTS)} instruments, month {MONTH}")
+            bare(api_url, work / "warm")  # warm-up: the sandbox renders every file once
+            bare_s = bare(api_url, work / "bare")
+            print(f"(b) bare run_partition, {PARTITION_CONCURRENCY} threads: {bare_s:.1f}s")
+            rollover_s, runs = rollover(api_url, work)
+            print(f"(a) scheduled rollover: {runs} run(s), tick to done {rollover_s:.1f}s")
+        cold_s, warm_s, summary = sensor_ticks(work)
+        print(
+            f"(c) sensor, {SENSOR_INSTRUMENTS} instruments: first tick {cold_s:.1f}s,"
+            f" steady tick {warm_s:.1f}s ({summary})"
+        )
+    print(
+        f"RESULT rollover_s={rollover_s:.1f} bare_s={bare_s:.1f}"
+        f" rollover_over_bare={rollover_s / bare_s:.2f} runs={runs}"
+        f" sensor_tick_500_s={max(cold_s, warm_s):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
