@@ -213,8 +213,11 @@ def evaluate(
     context.log.info(summary)
     if not requests:
         return dg.SensorResult(skip_reason=f"nothing new: {summary}", cursor=cursor.dump())
-    for r in requests:
+    shown = 20
+    for r in requests[:shown]:
         context.log.info(f"requesting {r.key}: {r.reason}")
+    if len(requests) > shown:
+        context.log.info(f"... and {len(requests) - shown} more partitions")
     tags = {"aperiodic/trigger": "new_month_sensor", "aperiodic/partitions": str(len(requests))}
     return dg.SensorResult(
         run_requests=[

@@ -149,7 +149,14 @@ def rollover(api_url: str, work: Path) -> tuple[float, int]:
                 dg.AssetKey(["aperiodic", "l1_imbalance"])
             )
         assert len(landed) == len(INSTRUMENTS), len(landed)
-        return max(float(r["endTime"]) for r in runs) - tick, len(runs)
+        created = min(float(r["creationTime"]) for r in runs)
+        began = min(float(r["startTime"]) for r in runs)
+        ended = max(float(r["endTime"]) for r in runs)
+        print(
+            f"    tick -> run created {created - tick:.1f}s, created -> started"
+            f" {began - created:.1f}s, started -> ended {ended - began:.1f}s"
+        )
+        return ended - tick, len(runs)
 
 
 def sensor_ticks(work: Path) -> tuple[float, float, str]:
@@ -168,6 +175,7 @@ def sensor_ticks(work: Path) -> tuple[float, float, str]:
         ]
         current = Month.of(datetime.now(UTC).date())
         client = AperiodicClient(api_url, KEY, max_connections=SETTINGS.concurrency)
+        (work / "sensor_home").mkdir()
         with dg.instance_for_test(temp_dir=str(work / "sensor_home")) as instance:
             start = time.perf_counter()
             cold = evaluate(
