@@ -40,6 +40,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	$(PY) benchmarks/validation.py
+	$(PY) benchmarks/backfill.py
+	$(PY) benchmarks/rollover.py
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache
