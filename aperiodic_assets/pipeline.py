@@ -7,9 +7,11 @@ raw bytes and the report go to quarantine. Never imports dagster.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import pyarrow as pa
 
@@ -21,13 +23,27 @@ from .validation import ValidationConfig, ValidationReport, validate
 from .warehouse import Warehouse, WrittenPartition
 from .watch import file_token
 
+_K = TypeVar("_K")
+_R = TypeVar("_R")
+
 
 class PartitionRejected(Exception):
-    """The month's data failed validation; nothing was written, the input is in quarantine."""
+    """The month's data failed validation; nothing was written, the input is in quarantine.
 
-    def __init__(self, message: str, quarantine_url: str, report: dict) -> None:
+    ``validation`` is the report when the month got as far as validation (not when its files
+    could not be assembled), so the caller can record each check's result.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        quarantine_url: str,
+        report: dict,
+        validation: ValidationReport | None = None,
+    ) -> None:
         self.quarantine_url = quarantine_url
         self.report = report
+        self.validation = validation
         super().__init__(f"{message} Raw files and report: {quarantine_url}")
 
 
@@ -87,7 +103,7 @@ def run_partition(
     try:
         table = assemble([Part(s.info.label, s.table) for s in sources])
     except AssemblyError as exc:
-        _reject(warehouse, instrument, month, sources, f"{instrument.key} {month}: {exc}.", {})
+        _reject(warehouse, instrument, month, sources, f"{instrument.key} {month}: {exc}.", None)
     report = validate(table, instrument, month, config, window=window)
     if not report.ok:
         _reject(
@@ -96,7 +112,7 @@ def run_partition(
             month,
             sources,
             report.first_error_message() or report.summary(),
-            report.to_dict(),
+            report,
         )
     written = warehouse.write(instrument, month, table)
     return PartitionOutcome(instrument, month, sources, written, table, report, window)
@@ -131,9 +147,14 @@ def _reject(
     month: Month,
     sources: list[SourceFile],
     message: str,
-    report: dict,
+    validation: ValidationReport | None,
 ) -> None:
-    report = {"instrument": instrument.key, "month": month.key, "error": message, **report}
+    report = {
+        "instrument": instrument.key,
+        "month": month.key,
+        "error": message,
+        **(validation.to_dict() if validation else {}),
+    }
     report["source_files"] = [
         {"label": s.info.label, "location": s.info.location, "sha256": s.sha256} for s in sources
     ]
@@ -148,4 +169,24 @@ def _reject(
         " and re-run this partition.",
         url,
         report,
+        validation,
     )
+
+
+def completed(
+    keys: Sequence[_K], work: Callable[[_K], _R], concurrency: int
+) -> Iterator[tuple[_K, _R | BaseException]]:
+    """``(key, result or exception)`` in completion order, ``concurrency`` keys at a time.
+
+    How a ranged run works through its partitions (and the benchmarks' bare loop, at the same
+    concurrency).
+    """
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="l1_partition")
+    try:
+        futures = {pool.submit(work, key): key for key in keys}
+        for future in as_completed(futures):
+            error = future.exception()
+            yield futures[future], error if error is not None else future.result()
+    finally:
+        # A failed or terminated run must not wait for partitions that have not started.
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -111,6 +111,23 @@ def test_a_hard_failure_fails_the_run_writes_nothing_and_quarantines_the_input(
     assert raw.num_rows == 31 * 24
 
 
+def test_a_rejected_month_records_the_failing_check_failed_and_the_others_passed(
+    sandbox, resources, instance
+):
+    sandbox.corrupt("broken_identity", exchange=BTC_1H.exchange, month=JULY.key)
+    assert not materialize(resources, instance).success
+    key = str(partition_key(BTC_1H, JULY))
+    statuses = {}
+    for spec in CHECKS:
+        check_key = dg.AssetCheckKey(L1_IMBALANCE, spec.name)
+        (record,) = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1)
+        assert record.partition == key
+        statuses[spec.name] = record.status.value
+        evaluation = record.event.dagster_event.event_specific_data
+        assert evaluation.target_materialization_data is None, "no materialization to describe"
+    assert statuses == {c.name: "FAILED" if c.name == "identities" else "SUCCEEDED" for c in CHECKS}
+
+
 def test_a_rejected_rerun_keeps_the_valid_partition_and_a_fixed_source_succeeds(
     sandbox, resources, instance, warehouse: Warehouse
 ):
@@ -142,5 +159,12 @@ def test_a_warn_only_partition_materializes_with_a_failed_warn_check(
     assert completeness.metadata["expected_from"].value == "2026-07-01T00:00:00"
     assert completeness.metadata["expected_until"].value == "2026-08-01T00:00:00"
     assert all(e.passed for name, e in evaluations.items() if name != "completeness")
+    (materialization,) = [
+        e.step_materialization_data.materialization
+        for e in result.get_asset_materialization_events()
+    ]
+    first_key, first = next(iter(materialization.metadata.items()))
+    assert first_key == "warnings" and first.value.startswith("completeness: ")
+    assert materialization.tags["aperiodic/warnings"] == "completeness"
     check_key = dg.AssetCheckKey(L1_IMBALANCE, "completeness")
     assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])

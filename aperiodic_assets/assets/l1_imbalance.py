@@ -2,8 +2,9 @@
 
 Validation runs inside the asset, before anything is written (a blocking asset check would run
 only after the data was stored); its results are reported as this asset's own checks. A
-rejected month raises a Failure that names the check and where the raw input was quarantined.
-No check result is emitted then: it would attach to the previous, still valid, materialization.
+rejected month records each check's result for that partition (none of them describes a
+materialization: nothing was written) and raises a Failure naming the failed rule and where the
+raw input was quarantined.
 
 Backfills run as ranged runs (``BackfillPolicy.single_run``): Dagster's per-run start-up costs
 seconds, the data work of a month a fraction of that. A ranged run processes its partitions on a
@@ -13,46 +14,44 @@ unmaterialized and the run fails at the end, so the backfill's "re-execute from 
 minus materialized) retries only them.
 """
 
-import math
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import TypeVar
 
 import dagster as dg
 from pydantic import Field
 
-from .._dagster_internals import (
-    AssetCheckEvaluationTargetMaterializationData,
-    check_target,
-    materialization_tags,
-)
+from .._dagster_internals import check_target, materialization_tags
 from ..api import AperiodicClient, AperiodicError
 from ..partitions import l1_partitions, parse_partition_key
-from ..pipeline import PartitionOutcome, PartitionRejected, run_partition
+from ..pipeline import PartitionRejected, completed, run_partition
 from ..resources import AperiodicResource, WarehouseResource
-from ..validation import CHECKS, CheckResult, ValidationConfig
+from ..validation import CHECKS, ValidationConfig
 from ..warehouse import Warehouse
+from .reporting import (
+    SOURCE_IDENTITY,
+    SOURCE_STAMPS,
+    WARNINGS_TAG,
+    Landed,
+    check_evaluation,
+    check_results,
+    failed_checks,
+    landed,
+    table,
+)
+
+__all__ = ["L1_IMBALANCE", "SOURCE_IDENTITY", "SOURCE_STAMPS", "WARNINGS_TAG", "l1_imbalance"]
 
 L1_IMBALANCE = dg.AssetKey(["aperiodic", "l1_imbalance"])
 API_POOL = "aperiodic_api"
 CODE_VERSION = "1"
-#: Metadata key of the source files' identity (one digest over every file).
-SOURCE_IDENTITY = "source_files_identity"
-#: Metadata key of each source file's identity (label -> ETag:size); the sensor compares probes.
-SOURCE_STAMPS = "source_stamps"
 #: Fresh to yesterday: Aperiodic publishes each day's file shortly after midnight UTC and the
 #: sensor notices it within its interval, so by 06:00 UTC the asset must have materialized since
 #: midnight. Dagster evaluates it on the asset as a whole (its latest materialization of any
 #: partition), shown as the asset's freshness state in the UI; needs `freshness: enabled` in
 #: dagster.yaml.
 FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=6))
-_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
-_K = TypeVar("_K")
-_R = TypeVar("_R")
 
 with warnings.catch_warnings():
     # Partitioned check specs are a preview feature; they are what makes each partition show
@@ -148,21 +147,23 @@ def l1_imbalance(
         client.close()
 
 
-@dataclass(frozen=True)
-class _Landed:
-    """What a written partition reports; small, so a ranged run keeps no tables around."""
-
-    sha256: str
-    metadata: dict[str, dg.MetadataValue]
-    checks: list[dg.AssetCheckResult]
-
-
 def _land(
     client: AperiodicClient, warehouse: Warehouse, key: str, tolerances: ValidationConfig
-) -> _Landed | None:
+) -> Landed | None:
     """Run one partition; None when Aperiodic publishes no file for the month."""
     instrument, month = parse_partition_key(key)
-    return _landed(run_partition(client, warehouse, instrument, month, tolerances))
+    return landed(run_partition(client, warehouse, instrument, month, tolerances))
+
+
+def _rejected_checks(
+    exc: PartitionRejected, partition: str, selected: set[str]
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """Each check's result for a rejected month: the failing ones Failed, the others Passed."""
+    if exc.validation is None:  # the files could not even be assembled into one table
+        return
+    for check in check_results(exc.validation):
+        if check.check_name in selected:
+            yield check_evaluation(check, L1_IMBALANCE, partition, target=None)
 
 
 def _one_partition(
@@ -172,47 +173,56 @@ def _one_partition(
     tolerances: ValidationConfig,
     selected: set[str],
     retry_after_wait_max_s: float,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation]:
     """A single-partition run (UI, sensor, schedule): Dagster stores the result and retries."""
     key = context.partition_key
     try:
-        landed = _land(client, warehouse, key, tolerances)
+        result = _land(client, warehouse, key, tolerances)
     except PartitionRejected as exc:
+        yield from _rejected_checks(exc, key, selected)
         raise dg.Failure(
             description=str(exc),
             metadata={
                 "quarantine": dg.MetadataValue.path(exc.quarantine_url),
-                "failed_checks": dg.MetadataValue.md(_failed_checks_table(exc.report)),
+                "failed_checks": failed_checks(exc.report),
             },
             allow_retries=False,
         ) from None
     except AperiodicError as exc:
-        wait = getattr(exc, "retry_after_s", None)
-        if wait is None:
-            raise dg.Failure(description=str(exc), allow_retries=exc.transient) from None
-        if wait <= retry_after_wait_max_s:
-            # Not sooner than the server allowed: the RetryPolicy's own delay could be shorter.
-            context.log.warning(f"{exc} Retrying this partition in {wait:.0f}s.")
-            raise dg.RetryRequested(max_retries=3, seconds_to_wait=wait) from None
-        raise dg.Failure(
-            description=f"{exc} That is longer than retry_after_wait_max_s"
-            f" ({retry_after_wait_max_s:.0f}s), so this run does not wait: the new-month sensor"
-            " requests the partition again later, or re-execute it yourself after the wait.",
-            allow_retries=False,
-        ) from None
-    if landed is None:
+        raise _api_failure(context, exc, retry_after_wait_max_s) from None
+    if result is None:
         _log_unpublished(context, key)
         return
     yield dg.MaterializeResult(
-        data_version=dg.DataVersion(landed.sha256),
-        metadata=landed.metadata,
-        check_results=[c for c in landed.checks if c.check_name in selected],
+        data_version=dg.DataVersion(result.sha256),
+        metadata=result.metadata,
+        tags=result.tags,
+        check_results=[c for c in result.checks if c.check_name in selected],
+    )
+
+
+def _api_failure(
+    context: dg.AssetExecutionContext, exc: AperiodicError, retry_after_wait_max_s: float
+) -> Exception:
+    """What a single-partition run raises for an API error: retry, not sooner than asked."""
+    wait = getattr(exc, "retry_after_s", None)
+    if wait is None:
+        return dg.Failure(description=str(exc), allow_retries=exc.transient)
+    if wait <= retry_after_wait_max_s:
+        # Not sooner than the server allowed: the RetryPolicy's own delay could be shorter.
+        context.log.warning(f"{exc} Retrying this partition in {wait:.0f}s.")
+        return dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
+    return dg.Failure(
+        description=f"{exc} That is longer than retry_after_wait_max_s"
+        f" ({retry_after_wait_max_s:.0f}s), so this run does not wait: the new-month sensor"
+        " requests the partition again later, or re-execute it yourself after the wait.",
+        allow_retries=False,
     )
 
 
 def _partition_range(
     context: dg.AssetExecutionContext,
-    land: Callable[[str], _Landed | None],
+    land: Callable[[str], Landed | None],
     concurrency: int,
     selected: set[str],
 ) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
@@ -223,10 +233,12 @@ def _partition_range(
     """
     keys = context.partition_keys
     failures: dict[str, str] = {}
-    for key, result in _completed(keys, land, concurrency):
+    for key, result in completed(keys, land, concurrency):
         if isinstance(result, BaseException):
             failures[key] = _describe(result)
             context.log.error(f"{key}: {failures[key]}")
+            if isinstance(result, PartitionRejected):
+                yield from _rejected_checks(result, key, selected)
         elif result is None:
             _log_unpublished(context, key)
         else:
@@ -234,11 +246,14 @@ def _partition_range(
                 asset_key=L1_IMBALANCE,
                 partition=key,
                 metadata=result.metadata,
-                tags=materialization_tags(l1_partitions, key, CODE_VERSION, result.sha256),
+                tags={
+                    **result.tags,
+                    **materialization_tags(l1_partitions, key, CODE_VERSION, result.sha256),
+                },
             )
             target = check_target(context.instance, L1_IMBALANCE, key)
             yield from (
-                _partition_check(check, key, target)
+                check_evaluation(check, L1_IMBALANCE, key, target)
                 for check in result.checks
                 if check.check_name in selected
             )
@@ -247,27 +262,12 @@ def _partition_range(
             description=f"{len(failures)} of {len(keys)} partitions failed; the others were"
             " materialized. Re-execute the backfill from failure to retry only these.",
             metadata={
-                "failed_partitions": dg.MetadataValue.md(
-                    _markdown([{"partition": k, "error": e} for k, e in sorted(failures.items())])
+                "failed_partitions": table(
+                    [{"partition": k, "error": e} for k, e in sorted(failures.items())]
                 )
             },
             allow_retries=False,
         )
-
-
-def _completed(
-    keys: Sequence[_K], work: Callable[[_K], _R], concurrency: int
-) -> Iterator[tuple[_K, _R | BaseException]]:
-    """``(key, result or exception)`` in completion order, ``concurrency`` keys at a time."""
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="l1_partition")
-    try:
-        futures = {pool.submit(work, key): key for key in keys}
-        for future in as_completed(futures):
-            error = future.exception()
-            yield futures[future], error if error is not None else future.result()
-    finally:
-        # A failed or terminated run must not wait for partitions that have not started.
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _log_unpublished(context: dg.AssetExecutionContext, key: str) -> None:
@@ -282,101 +282,3 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, PartitionRejected | AperiodicError):
         return str(error)
     return "".join(traceback.format_exception(error)).strip()
-
-
-def _partition_check(
-    check: dg.AssetCheckResult,
-    partition: str,
-    target: AssetCheckEvaluationTargetMaterializationData | None,
-) -> dg.AssetCheckEvaluation:
-    return dg.AssetCheckEvaluation(
-        asset_key=L1_IMBALANCE,
-        check_name=str(check.check_name),
-        passed=check.passed,
-        metadata=check.metadata,
-        target_materialization_data=target,
-        severity=check.severity,
-        description=check.description,
-        blocking=False,
-        partition=partition,
-    )
-
-
-# --- reporting ---------------------------------------------------------------------------------
-
-
-def _landed(outcome: PartitionOutcome) -> _Landed | None:
-    written, table, report = outcome.written, outcome.table, outcome.report
-    if written is None:
-        return None
-    assert table is not None and report is not None
-    times = table["time"]
-    daily = sum(1 for s in outcome.sources if s.info.day)
-    return _Landed(
-        sha256=written.sha256,
-        metadata={
-            "rows": dg.MetadataValue.int(written.rows),
-            "first_time": dg.MetadataValue.text(str(times[0].as_py())),
-            "last_time": dg.MetadataValue.text(str(times[-1].as_py())),
-            "bytes": dg.MetadataValue.int(written.bytes),
-            "source_files": dg.MetadataValue.int(len(outcome.sources)),
-            "source_kind": dg.MetadataValue.text(
-                f"{len(outcome.sources) - daily} monthly + {daily} daily"
-            ),
-            "through": dg.MetadataValue.text(str(outcome.through)),
-            "path": dg.MetadataValue.path(written.path),
-            "sha256": dg.MetadataValue.text(written.sha256),
-            SOURCE_IDENTITY: dg.MetadataValue.text(outcome.source_identity),
-            SOURCE_STAMPS: dg.MetadataValue.json(outcome.source_stamps),
-            "checks": dg.MetadataValue.text(report.summary()),
-        },
-        checks=[_check_result(c) for c in report.checks],
-    )
-
-
-def _check_result(check: CheckResult) -> dg.AssetCheckResult:
-    metadata: dict[str, dg.RawMetadataValue] = {
-        "violations": dg.MetadataValue.int(check.violations),
-        "message": check.message,
-    }
-    for key, value in check.metadata.items():
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            metadata[key] = str(value)
-        elif isinstance(value, bool | int | float | str):
-            metadata[key] = value
-        else:
-            metadata[key] = dg.MetadataValue.json(value)
-    if check.examples:
-        metadata["examples"] = dg.MetadataValue.md(_markdown(check.examples))
-    return dg.AssetCheckResult(
-        check_name=check.name,
-        passed=check.passed,
-        severity=_SEVERITY[check.severity],
-        metadata=metadata,
-        description=check.message,
-    )
-
-
-def _failed_checks_table(report: dict) -> str:
-    rows = [
-        {
-            "check": c["name"],
-            "severity": c["severity"],
-            "violations": c["violations"],
-            "message": c["message"],
-        }
-        for c in report.get("checks", [])
-        if not c["passed"]
-    ]
-    return _markdown(rows) if rows else report.get("error", "")
-
-
-def _markdown(rows: list[dict]) -> str:
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for r in rows:
-        cells = (str(r.get(c, "")).replace("|", "\\|").replace("\n", " ") for c in columns)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""How a partition's outcome reads in Dagster: materialization metadata, tags and check results.
+
+What a person looks at first comes first: the materialization's first metadata entry and a tag
+say whether the month landed with warnings; a rejected month still records each check's result
+(the failing ones Failed with counts and examples, the others Passed). Tables use Dagster's own
+table metadata, so the UI renders them natively.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from .._dagster_internals import AssetCheckEvaluationTargetMaterializationData
+from ..pipeline import PartitionOutcome
+from ..validation import CheckResult, ValidationReport
+
+#: Metadata key of the source files' identity (one digest over every file).
+SOURCE_IDENTITY = "source_files_identity"
+#: Metadata key of each source file's identity (label -> ETag:size); the sensor compares probes.
+SOURCE_STAMPS = "source_stamps"
+#: Materialization tag naming the WARN checks that did not pass ("none" when all passed).
+WARNINGS_TAG = "aperiodic/warnings"
+_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What a written partition reports; small, so a ranged run keeps no tables around."""
+
+    sha256: str
+    metadata: dict[str, dg.MetadataValue]
+    tags: dict[str, str]
+    checks: list[dg.AssetCheckResult]
+
+
+def landed(outcome: PartitionOutcome) -> Landed | None:
+    """The report of a written partition; None when Aperiodic publishes no file for the month."""
+    written, table, report = outcome.written, outcome.table, outcome.report
+    if written is None:
+        return None
+    assert table is not None and report is not None
+    times = table["time"]
+    daily = sum(1 for s in outcome.sources if s.info.day)
+    warnings = warnings_text(report)
+    return Landed(
+        sha256=written.sha256,
+        metadata={
+            # First, so the partition's page says it before anything else.
+            "warnings": dg.MetadataValue.text(warnings),
+            "rows": dg.MetadataValue.int(written.rows),
+            "through": dg.MetadataValue.text(str(outcome.through)),
+            "first_time": dg.MetadataValue.text(str(times[0].as_py())),
+            "last_time": dg.MetadataValue.text(str(times[-1].as_py())),
+            "bytes": dg.MetadataValue.int(written.bytes),
+            "source_files": dg.MetadataValue.int(len(outcome.sources)),
+            "source_kind": dg.MetadataValue.text(
+                f"{len(outcome.sources) - daily} monthly + {daily} daily"
+            ),
+            "path": dg.MetadataValue.path(written.path),
+            "sha256": dg.MetadataValue.text(written.sha256),
+            SOURCE_IDENTITY: dg.MetadataValue.text(outcome.source_identity),
+            SOURCE_STAMPS: dg.MetadataValue.json(outcome.source_stamps),
+            "checks": dg.MetadataValue.text(report.summary()),
+        },
+        tags={WARNINGS_TAG: ",".join(c.name for c in report.warnings) or "none"},
+        checks=check_results(report),
+    )
+
+
+def warnings_text(report: ValidationReport) -> str:
+    if not report.warnings:
+        return "none"
+    return "; ".join(f"{c.name}: {c.message}" for c in report.warnings)
+
+
+def check_results(report: ValidationReport) -> list[dg.AssetCheckResult]:
+    return [_check_result(c) for c in report.checks]
+
+
+def _check_result(check: CheckResult) -> dg.AssetCheckResult:
+    metadata: dict[str, dg.RawMetadataValue] = {
+        "violations": dg.MetadataValue.int(check.violations),
+        "message": check.message,
+    }
+    for key, value in check.metadata.items():
+        if value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            metadata[key] = str(value)
+        elif isinstance(value, bool | int | float | str):
+            metadata[key] = value
+        else:
+            metadata[key] = dg.MetadataValue.json(value)
+    if check.examples:
+        metadata["examples"] = table(check.examples)
+    return dg.AssetCheckResult(
+        check_name=check.name,
+        passed=check.passed,
+        severity=_SEVERITY[check.severity],
+        metadata=metadata,
+        description=check.message,
+    )
+
+
+def check_evaluation(
+    check: dg.AssetCheckResult,
+    asset_key: dg.AssetKey,
+    partition: str,
+    target: AssetCheckEvaluationTargetMaterializationData | None,
+) -> dg.AssetCheckEvaluation:
+    """A check result for one partition of a run that reports partitions itself; ``target``
+    None for a rejected month (there is no materialization it could describe)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=asset_key,
+        check_name=str(check.check_name),
+        passed=check.passed,
+        metadata=check.metadata,
+        target_materialization_data=target,
+        severity=check.severity,
+        description=check.description,
+        blocking=False,
+        partition=partition,
+    )
+
+
+def failed_checks(report: Mapping[str, Any]) -> dg.MetadataValue:
+    """The checks a rejected month failed, as a table (or the assembly error when no report)."""
+    rows = [
+        {
+            "check": c["name"],
+            "severity": c["severity"],
+            "violations": c["violations"],
+            "message": c["message"],
+        }
+        for c in report.get("checks", [])
+        if not c["passed"]
+    ]
+    return table(rows) if rows else dg.MetadataValue.text(str(report.get("error", "")))
+
+
+def table(rows: Sequence[Mapping[str, Any]]) -> dg.MetadataValue:
+    """Rows of small dicts as Dagster table metadata; every cell shown as text."""
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: _cell(r.get(c)) for c in columns}) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in columns]),
+    )
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
