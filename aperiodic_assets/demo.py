@@ -15,6 +15,8 @@ import sys
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+import pandas as pd
+
 SANDBOX_KEY = "sandbox"
 #: Keep the console to warnings; every event is still in the instance for `make dev`.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -82,13 +84,51 @@ def _materialize(n_months: int) -> int:
             )
             rows.append(_row(instrument.key, month.key, result, warehouse_url))
             failures += not result.success
-    _print_table(rows)
+    print(pd.DataFrame(rows).fillna("").to_string(index=False))
     landed = sum(r["status"] == "ok" for r in rows)
     print(
         f"\n{landed} of {len(rows)} partitions materialized into {warehouse_url};"
         f" runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')}"
     )
+    downstream = _materialize_downstream(instance, months, [r for r in rows if r["status"] == "ok"])
+    print(f"downstream: {downstream} (lineage, summary table and chart in `make dev`)")
     return 1 if failures else 0
+
+
+def _materialize_downstream(instance, months, landed_rows) -> str:
+    """The downstream assets for the demo months, so the UI shows a populated lineage."""
+    import dagster as dg
+
+    from .assets.downstream import l1_imbalance_daily, l1_imbalance_monthly_summary
+    from .definitions import defs
+
+    resources = {"warehouse": defs.resources["warehouse"]}
+    done = 0
+    for row in landed_rows:
+        result = dg.materialize(
+            [l1_imbalance_daily],
+            partition_key=f"{row['instrument']}|{row['month']}",
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+        )
+        done += result.success
+    summaries = 0
+    for month in months:
+        result = dg.materialize(
+            [l1_imbalance_monthly_summary],
+            partition_key=month.key,
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET,
+        )
+        summaries += result.success
+    return (
+        f"{done} of {len(landed_rows)} l1_imbalance_daily partitions,"
+        f" {summaries} of {len(months)} monthly summaries"
+    )
 
 
 def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, str]:
@@ -107,19 +147,11 @@ def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, s
         if checks:
             passed = sum(c.passed for c in checks)
             row["checks"] = f"{passed}/{len(checks)}"
+        row["warnings"] = mat.tags.get("aperiodic/warnings", "")
+        row["through"] = str(meta.get("through", ""))
     elif result.success:
         row["status"] = "no file"
     return row
-
-
-def _print_table(rows: list[dict[str, str]]) -> None:
-    columns = ["instrument", "month", "status", "rows", "bytes", "checks", "data_version", "path"]
-    columns = [c for c in columns if any(c in r for r in rows)]
-    widths = {c: max(len(c), *(len(r.get(c, "")) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    print("  ".join("-" * widths[c] for c in columns))
-    for r in rows:
-        print("  ".join(r.get(c, "").ljust(widths[c]) for c in columns))
 
 
 if __name__ == "__main__":
