@@ -313,3 +313,31 @@ def test_the_sensor_cursor_survives_a_daemon_restart(topology: Topology):
     # Requests that landed are forgotten; nothing was requested again after the restart.
     after = json.loads(sensor_state(topology)[0])
     assert set(after["requested"]) <= set(json.loads(before)["requested"])
+
+
+FRESHNESS = """
+{ assetNodeOrError(assetKey: {path: ["aperiodic", "l1_imbalance"]}) {
+    ... on AssetNode {
+      freshnessStatusInfo { freshnessStatus }
+      internalFreshnessPolicy { ... on CronFreshnessPolicy { deadlineCron lowerBoundDeltaSeconds } }
+    }
+} }
+"""
+
+
+def test_the_daemon_shows_the_asset_fresh_once_it_materialized_today(topology: Topology):
+    """The asset's freshness policy is evaluated by the daemon and shown by the webserver
+    (after this module's backfill and pool tests materialized partitions today)."""
+    services = topology.services
+
+    def state():
+        node = services.graphql(FRESHNESS)["assetNodeOrError"]
+        status = node["freshnessStatusInfo"]["freshnessStatus"]
+        return node if status != "UNKNOWN" else None
+
+    node = services.wait_for("a freshness evaluation", state, timeout=120)
+    assert node["internalFreshnessPolicy"] == {
+        "deadlineCron": "0 6 * * *",
+        "lowerBoundDeltaSeconds": 6 * 3600,
+    }
+    assert node["freshnessStatusInfo"]["freshnessStatus"] == "HEALTHY"
