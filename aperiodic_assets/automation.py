@@ -240,7 +240,7 @@ def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicRe
     current = month_partitions.get_last_partition_key()
     if current is None:
         return dg.SkipReason("no month in the partitions yet")
-    client = aperiodic.client(logger=context.log, max_connections=SETTINGS.concurrency)
+    client = aperiodic.get_client(logger=context.log, max_connections=SETTINGS.concurrency)
     try:
         return evaluate(context, client, UNIVERSE.instruments, Month.parse(current), SETTINGS)
     finally:

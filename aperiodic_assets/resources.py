@@ -7,6 +7,7 @@ is never part of run config or the event log.
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,31 @@ from pydantic import Field
 
 from .api import DEFAULT_ALLOWED_HOSTS, DEFAULT_API_URL, AperiodicClient, RetryConfig
 from .warehouse import Warehouse
+
+_RETRY_SETTINGS = {setting.name: setting for setting in fields(RetryConfig)}
+
+
+def _mirror(name: str) -> Any:
+    """A config field with the default and description of RetryConfig's setting ``name``."""
+    setting = _RETRY_SETTINGS[name]
+    return Field(default=setting.default, description=setting.metadata["description"])
+
+
+class RetrySettings(dg.Config):
+    """RetryConfig as Dagster config, so each setting can be changed per deployment or run."""
+
+    max_attempts: int = _mirror("max_attempts")
+    backoff_initial_s: float = _mirror("backoff_initial_s")
+    backoff_max_s: float = _mirror("backoff_max_s")
+    jitter_s: float = _mirror("jitter_s")
+    retry_after_max_s: float = _mirror("retry_after_max_s")
+    budget_s: float = _mirror("budget_s")
+    connect_timeout_s: float = _mirror("connect_timeout_s")
+    read_timeout_s: float = _mirror("read_timeout_s")
+
+    def to_retry_config(self) -> RetryConfig:
+        """The settings for the pure client: the one place config becomes a RetryConfig."""
+        return RetryConfig(**self.model_dump())
 
 
 class AperiodicResource(dg.ConfigurableResource):
@@ -27,19 +53,14 @@ class AperiodicResource(dg.ConfigurableResource):
         default=list(DEFAULT_ALLOWED_HOSTS),
         description="Hosts presigned download URLs may point at (the API's own host is added).",
     )
-    max_attempts: int = 5
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
-    retry_after_max_s: float = 60.0
-    budget_s: float = Field(
-        default=300.0, description="Overall time budget per call, retries included."
+    retry: RetrySettings = Field(
+        default_factory=RetrySettings,
+        description="How hard each API call tries: attempts, backoff, time budget, timeouts.",
     )
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
     max_file_bytes: int = 512 * 1024 * 1024
     max_concurrent_downloads: int = 4
 
-    def client(
+    def get_client(
         self,
         logger: logging.Logger | None = None,
         client_tag: str | None = None,
@@ -49,15 +70,7 @@ class AperiodicResource(dg.ConfigurableResource):
         return AperiodicClient(
             self.api_url,
             self.api_key,
-            retry=RetryConfig(
-                max_attempts=self.max_attempts,
-                backoff_initial_s=self.backoff_initial_s,
-                backoff_max_s=self.backoff_max_s,
-                retry_after_max_s=self.retry_after_max_s,
-                budget_s=self.budget_s,
-                connect_timeout_s=self.connect_timeout_s,
-                read_timeout_s=self.read_timeout_s,
-            ),
+            retry=self.retry.to_retry_config(),
             allowed_hosts=self.allowed_hosts,
             max_file_bytes=self.max_file_bytes,
             max_concurrent_downloads=self.max_concurrent_downloads,
@@ -78,7 +91,7 @@ class WarehouseResource(dg.ConfigurableResource):
         " configuration (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ...).",
     )
 
-    def warehouse(self) -> Warehouse:
+    def get_warehouse(self) -> Warehouse:
         on_s3 = self.s3 is not None and self.url.startswith("s3://")
         return Warehouse(self.url, storage_options=s3_storage_options(self.s3) if on_s3 else None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import asdict
 from datetime import date
 
 import dagster as dg
@@ -11,7 +12,7 @@ import pytest
 
 from aperiodic_assets.api import AperiodicClient, RetryConfig
 from aperiodic_assets.months import Month
-from aperiodic_assets.resources import AperiodicResource, WarehouseResource
+from aperiodic_assets.resources import AperiodicResource, RetrySettings, WarehouseResource
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
@@ -76,15 +77,7 @@ def instance(tmp_path) -> Iterator[dg.DagsterInstance]:
 def resources(sandbox: Sandbox, warehouse: Warehouse) -> dict:
     return {
         "aperiodic": AperiodicResource(
-            api_url=sandbox.base_url,
-            api_key=KEY,
-            max_attempts=FAST_RETRY.max_attempts,
-            backoff_initial_s=FAST_RETRY.backoff_initial_s,
-            backoff_max_s=FAST_RETRY.backoff_max_s,
-            retry_after_max_s=FAST_RETRY.retry_after_max_s,
-            budget_s=FAST_RETRY.budget_s,
-            connect_timeout_s=FAST_RETRY.connect_timeout_s,
-            read_timeout_s=FAST_RETRY.read_timeout_s,
+            api_url=sandbox.base_url, api_key=KEY, retry=RetrySettings(**asdict(FAST_RETRY))
         ),
         "warehouse": WarehouseResource(url=warehouse.url),
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from datetime import date
 
 import pytest
@@ -13,9 +14,11 @@ from aperiodic_assets.api import (
     AuthError,
     BadRequestError,
     NotFoundError,
+    RetryConfig,
     redact,
 )
 from aperiodic_assets.months import Month
+from aperiodic_assets.resources import AperiodicResource, RetrySettings
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
@@ -121,6 +124,13 @@ def test_the_connection_pool_fits_every_thread_sharing_the_client(sandbox: Sandb
         fetched = list(threads.map(lambda m: client.fetch_month(BTC_1H, m), months))
     assert all(fetched)
     assert not [r for r in caplog.records if "Connection pool is full" in r.getMessage()]
+
+
+def test_the_resource_offers_every_retry_setting_and_hands_it_to_the_client():
+    offered = {name: spec.default for name, spec in RetrySettings.model_fields.items()}
+    assert offered == asdict(RetryConfig()), "one config field per RetryConfig setting"
+    client = AperiodicResource(retry=RetrySettings(**asdict(FAST_RETRY))).get_client()
+    assert client.retry == FAST_RETRY
 
 
 def _pool_sizes(client: AperiodicClient) -> set[int]:

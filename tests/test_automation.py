@@ -194,7 +194,7 @@ def test_a_tick_stays_within_its_budget_and_continues_where_it_stopped(
     sandbox.set_today(CURRENT.first_day + timedelta(days=2))
     sandbox.inject("stall", count=-1, target="list", seconds=0.3)
     settings = SensorSettings(lookback_months=1, budget_s=0.5, concurrency=1)
-    client = resources["aperiodic"].client()
+    client = resources["aperiodic"].get_client()
     cursor, seen = None, set()
     try:
         for _ in range(3):

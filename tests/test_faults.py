@@ -22,8 +22,8 @@ from aperiodic_assets.api import (
     RetryConfig,
     TransientError,
     UrlExpiredError,
-    _parse_retry_after,
 )
+from aperiodic_assets.api.retrying import _parse_retry_after
 from aperiodic_assets.months import Month
 from aperiodic_assets.pipeline import run_partition
 from aperiodic_assets.sandbox import Sandbox

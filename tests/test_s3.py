@@ -137,7 +137,7 @@ def test_the_shared_s3_resource_configures_the_warehouse(s3_env, monkeypatch, sa
     resource = WarehouseResource(url=f"s3://{BUCKET}/shared-resource-{uuid.uuid4().hex}", s3=s3)
     aperiodic = AperiodicResource(api_url=sandbox.base_url, api_key=KEY)
     mat = materialize(BTC_1H, JULY, {"aperiodic": aperiodic, "warehouse": resource}, instance)
-    warehouse = resource.warehouse()
+    warehouse = resource.get_warehouse()
     assert warehouse.fs.endpoint_url == s3_env
     assert mat.metadata["path"].value == warehouse.uri(BTC_1H, JULY)
     assert warehouse.read([BTC_1H], [JULY]).num_rows == 31 * 24

@@ -73,7 +73,7 @@ def l1_imbalance_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     instrument, month = parse_partition_key(context.partition_key)
-    store = warehouse.warehouse()
+    store = warehouse.get_warehouse()
     source = store.read([instrument], [month], SOURCE_COLUMNS).to_pandas()
     if source.empty:
         raise dg.Failure(f"{instrument.key} {month}: no l1_imbalance partition in {store.url}.")
@@ -106,7 +106,7 @@ def l1_imbalance_monthly_summary(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     month = Month.parse(context.partition_key)
-    store = warehouse.warehouse()
+    store = warehouse.get_warehouse()
     source = store.read(months=[month], columns=SOURCE_COLUMNS).to_pandas()
     if source.empty:
         raise dg.Failure(f"{month}: no instrument has an l1_imbalance partition in {store.url}.")

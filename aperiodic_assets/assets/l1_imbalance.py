@@ -120,7 +120,7 @@ def l1_imbalance(
     aperiodic: AperiodicResource,
     warehouse: WarehouseResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
-    client = aperiodic.client(
+    client = aperiodic.get_client(
         logger=context.log,
         client_tag=context.run.run_id,
         # Every partition thread shares the client's connection pool.
@@ -129,7 +129,7 @@ def l1_imbalance(
     tolerances = ValidationConfig(
         abs_tol=config.abs_tol, rel_tol=config.rel_tol, nan_share_max=config.nan_share_max
     )
-    store = warehouse.warehouse()
+    store = warehouse.get_warehouse()
     selected = {key.name for key in context.selected_asset_check_keys}
     try:
         if context.has_partition_key:

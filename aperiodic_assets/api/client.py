@@ -1,25 +1,21 @@
-"""AperiodicClient: the HTTP client for the Aperiodic data API.
+"""AperiodicClient: lists, probes and downloads l1_imbalance files from the Aperiodic data API.
 
-Owns listing a month's files, probing and downloading them through presigned URLs, and every
-way that can go wrong: retries with backoff and ``Retry-After`` (tenacity), an overall time
-budget, expired URLs (re-listed once), truncated or oversize bodies, undecodable Parquet and
-foreign hosts.
-It never imports dagster, and never lets the API key or a URL's query string (the presigned
-signature) into a log line or an exception message.
+Owns the requests: the file list, one-byte probes and streamed downloads through presigned URLs,
+the download host allow-list, size and length checks, Parquet decoding, HTTP statuses mapped to
+typed errors, and one fresh listing when URLs have expired. How often a call is tried again is
+retrying.py's job. Never imports dagster, and never lets the API key or a URL's query string
+(the presigned signature) into a log line or an exception message.
 """
 
 from __future__ import annotations
 
-import email.utils
 import fnmatch
-import hashlib
 import logging
 import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import date
 from typing import IO, Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,230 +24,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_exponential_jitter,
-)
 
-from .months import Month
-from .schema import METRIC
-from .universe import Instrument
+from ..months import Month
+from ..schema import METRIC
+from ..universe import Instrument
+from .errors import (
+    AperiodicError,
+    ApiError,
+    DisallowedHostError,
+    DownloadRejectedError,
+    TransientError,
+    UrlExpiredError,
+    _CorruptParquet,
+    _Retryable,
+    _ShortBody,
+    _Transport,
+)
+from .files import FileInfo, FileStamp, SourceFile
+from .retrying import RETRYABLE_STATUS, RetryConfig, RetryPolicy, _parse_retry_after
 
 DEFAULT_API_URL = "https://aperiodic.io/api/v1"
 DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("*.aperiodic.io", "aperiodic.io")
-RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 _CHUNK = 1 << 16
 #: The object's total size in the answer to a ranged GET: ``bytes 0-0/12345``.
 _CONTENT_RANGE_TOTAL = re.compile(r"bytes\s+\d+-\d+/(\d+)")
 _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
-_QUERY = re.compile(r"\?[^\s\"']*")
 
 
-class _RedactQueryStrings(logging.Filter):
-    """urllib3 logs request lines with the full URL at DEBUG: drop query strings (signatures)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "?" in message:
-            record.msg, record.args = _QUERY.sub("?<redacted>", message), ()
-        return True
-
-
-logging.getLogger("urllib3.connectionpool").addFilter(_RedactQueryStrings())
-
-
-# --------------------------------------------------------------------------------------- errors
-class AperiodicError(Exception):
-    """Base of every error this client raises; messages are safe to log (no secrets)."""
-
-    #: Whether trying the same call again later can help (drives Dagster's retry policy).
-    transient = False
-
-
-class ApiError(AperiodicError):
-    """The API answered with an error that retrying will not fix (4xx)."""
-
-    hint = "check the request parameters"
-
-    def __init__(
-        self, status: int, error: str, details: list[str], code: str | None, where: str
-    ) -> None:
-        self.status, self.error, self.details, self.code = status, error, details, code
-        detail = f" ({'; '.join(details)})" if details else ""
-        code_part = f" [{code}]" if code else ""
-        super().__init__(f"{where}: HTTP {status}{code_part}: {error}{detail}. {self.hint}")
-
-
-class AuthError(ApiError):
-    hint = "Check APERIODIC_API_KEY: it is missing, wrong or not entitled to this dataset."
-
-
-class BadRequestError(ApiError):
-    hint = "Check the instrument in universe.yaml (interval, exchange, timestamp mode) and dates."
-
-
-class NotFoundError(ApiError):
-    hint = "Check the symbol (Atlas symbology, e.g. perpetual-BTC-USDT:USDT) and the exchange."
-
-
-class TransientError(AperiodicError):
-    """Rate limits, 5xx, resets, timeouts and short bodies that outlasted every retry.
-
-    ``retry_after_s`` is the wait the server asked for in its last answer (``Retry-After``), or
-    None: a caller that retries later (Dagster's retry policy) should wait at least that long.
-    """
-
-    transient = True
-
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
-
-
-class UrlExpiredError(AperiodicError):
-    """A presigned URL was refused (403): it expired, so only a fresh file list can help.
-
-    ``fetch_month`` and ``probe_month`` list the month again once before raising it.
-    """
-
-    transient = True
-
-
-class DisallowedHostError(AperiodicError):
-    """The file list pointed at a host outside the allow-list; no request was made to it."""
-
-
-class DownloadRejectedError(AperiodicError):
-    """A file is larger than allowed or is not decodable Parquet after a second try."""
-
-
-class _Transient(Exception):
-    """A failed attempt that another attempt may fix: the retry policy retries exactly these."""
-
-    #: What kind of problem, for :meth:`describe`.
-    what = "problem"
-
-    def describe(self) -> str:
-        """The problem for a log line or the final error; never holds a URL."""
-        return f"{self.what}: {self}"
-
-
-class _Retryable(_Transient):
-    """An HTTP status worth retrying (429, 5xx), with the server's ``Retry-After`` if any."""
-
-    def __init__(self, status: int, retry_after: str | None) -> None:
-        self.status = status
-        self.retry_after = _parse_retry_after(retry_after)
-        super().__init__(f"HTTP {status}")
-
-    def describe(self) -> str:
-        after = f", Retry-After {self.retry_after:.0f}s" if self.retry_after is not None else ""
-        return f"HTTP {self.status}{after}"
-
-
-class _Transport(_Transient):
-    """A connection error or timeout, described without its URL."""
-
-    what = "connection problem"
-
-
-class _ShortBody(_Transient):
-    """A body ended before its Content-Length: retried, and reported as transient at the end."""
-
-    what = "incomplete body"
-
-
-class _CorruptParquet(_Transient):
-    """A body of the announced length that Parquet cannot decode: retried once."""
-
-    what = "body is not readable Parquet"
-
-
-# ------------------------------------------------------------------------------------ data types
-def redact(url: str) -> str:
-    """``host/path`` of a URL, without scheme credentials or the query string (the signature)."""
-    parts = urlsplit(url)
-    return f"{parts.hostname or ''}{(':' + str(parts.port)) if parts.port else ''}{parts.path}"
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """One entry of the file list; ``day`` is set for daily files."""
-
-    year: int
-    month: int
-    day: int | None
-    url: str = field(repr=False)
-
-    @property
-    def label(self) -> str:
-        return f"{self.year:04d}-{self.month:02d}" + (f"-{self.day:02d}" if self.day else "")
-
-    @property
-    def location(self) -> str:
-        return redact(self.url)
-
-    @property
-    def sort_key(self) -> tuple[int, int, int]:
-        """Monthly file first, then the month's daily files, as Aperiodic serves them."""
-        return (self.year, self.month, self.day or 0)
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """A downloaded, length-checked, decodable source file."""
-
-    info: FileInfo
-    data: bytes = field(repr=False)
-    table: pa.Table = field(repr=False)
-    etag: str | None
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """What identifies a published file without downloading it: a republished file differs."""
-
-    label: str
-    etag: str
-    size: int
-    last_modified: str
-
-
-def files_identity(files: Iterable[tuple[str, str, int]]) -> str:
-    """A short digest of a month's files as (label, ETag, size): changes when one is republished.
-
-    The sensor computes it from probes (one-byte ranged GETs), the asset from what it downloaded,
-    so a partition materialized from the same files is recognised without downloading anything.
-    """
-    text = "\n".join(f"{label} {etag.strip(chr(34))} {size}" for label, etag, size in sorted(files))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class RetryConfig:
-    """Bounds on how hard the client tries; tests shrink them so nothing sleeps for long."""
-
-    max_attempts: int = 5
-    backoff_initial_s: float = 1.0
-    backoff_max_s: float = 30.0
-    jitter_s: float = 1.0
-    retry_after_max_s: float = 60.0
-    budget_s: float = 300.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-
-
-# ----------------------------------------------------------------------------------- the client
 class AperiodicClient:
     """List, probe and download l1_imbalance files; one client may serve several threads."""
 
@@ -283,7 +84,7 @@ class AperiodicClient:
         self.max_file_bytes = max_file_bytes
         self.max_concurrent_downloads = max(1, max_concurrent_downloads)
         self.log = logger or log
-        self._sleep = sleep
+        self._retries = RetryPolicy(self.retry, self.log, sleep)
         self._session = requests.Session()
         pool = HTTPAdapter(pool_maxsize=max(1, max_connections or self.max_concurrent_downloads))
         for scheme in ("http://", "https://"):
@@ -328,7 +129,7 @@ class AperiodicClient:
                     ) from None
             return sorted(files, key=lambda f: f.sort_key)
 
-        return self._retrying(where, attempt)
+        return self._retries.run(where, attempt)
 
     def list_month(self, instrument: Instrument, month: Month) -> list[FileInfo]:
         """The files that make up ``month``: one monthly file, daily files, or both."""
@@ -373,7 +174,7 @@ class AperiodicClient:
                     last_modified=headers.get("Last-Modified", ""),
                 )
 
-        return self._retrying(where, attempt)
+        return self._retries.run(where, attempt)
 
     # -------------------------------------------------------------------------------- downloads
     def fetch_month(self, instrument: Instrument, month: Month) -> list[SourceFile]:
@@ -402,7 +203,7 @@ class AperiodicClient:
                     ) from None
                 raise
 
-        return self._retrying(where, attempt)
+        return self._retries.run(where, attempt)
 
     def _each_file(
         self, instrument: Instrument, month: Month, work: Callable[[FileInfo], _T]
@@ -550,7 +351,7 @@ class AperiodicClient:
         if 200 <= status < 300:
             return
         if status in RETRYABLE_STATUS or status >= 500:
-            raise _Retryable(status, response.headers.get("Retry-After"))
+            raise _Retryable(status, _parse_retry_after(response.headers.get("Retry-After")))
         try:
             body = response.json()
         except ValueError:
@@ -560,77 +361,7 @@ class AperiodicClient:
         error = str(body.get("error") or response.reason or "error")
         details = [str(d) for d in body.get("details") or []]
         code = body.get("code")
-        kind = {401: AuthError, 400: BadRequestError, 404: NotFoundError}.get(status, ApiError)
-        raise kind(status, error, details, code, where)
-
-    def _retrying(self, where: str, attempt: Callable[[], _T]) -> _T:
-        """Run ``attempt`` under the retry policy; a last transient error becomes TransientError.
-
-        Waits as long as the server asks (Retry-After), else backs off exponentially with
-        jitter. A Retry-After beyond ``retry_after_max_s`` or the rest of the budget is not
-        waited for: the call fails at once, and the error carries the wait for a later retry.
-        """
-        cfg = self.retry
-        backoff = wait_exponential_jitter(
-            multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.jitter_s
-        )
-
-        def wait(state: RetryCallState) -> float:
-            asked = _asked_wait(state)
-            return backoff(state) if asked is None else asked
-
-        retryer = Retrying(
-            retry=retry_if_exception_type(_Transient),
-            stop=stop_after_attempt(cfg.max_attempts)
-            | stop_before_delay(cfg.budget_s)
-            | (lambda state: (_asked_wait(state) or 0.0) > cfg.retry_after_max_s),
-            wait=wait,
-            sleep=self._sleep,
-            before_sleep=lambda state: self._log_retry(where, state),
-            reraise=True,
-        )
-        try:
-            return retryer(attempt)
-        except _Transient as exc:
-            raise self._gave_up(where, exc, retryer.statistics) from None
-
-    def _gave_up(self, where: str, exc: _Transient, statistics: dict[str, Any]) -> TransientError:
-        cfg = self.retry
-        attempts = statistics.get("attempt_number", 1)
-        elapsed = statistics.get("delay_since_first_attempt", 0.0)
-        asked = exc.retry_after if isinstance(exc, _Retryable) else None
-        if isinstance(exc, _Retryable) and asked is not None and attempts < cfg.max_attempts:
-            # Attempts were left, so what stopped the retries is the asked wait itself.
-            return TransientError(
-                f"{where}: HTTP {exc.status} on attempt {attempts}: the server asked to retry"
-                f" after {asked:.0f} s, longer than this call waits (retry_after_max_s"
-                f" {cfg.retry_after_max_s:g} s, {max(0.0, cfg.budget_s - elapsed):.0f} s left of"
-                f" its {cfg.budget_s:g} s budget). Retry after that time.",
-                retry_after_s=asked,
-            )
-        return TransientError(
-            f"{where}: gave up after {attempts} attempt(s) in {elapsed:.1f}s; last problem:"
-            f" {exc.describe()}. The API may be overloaded or unreachable; retry later.",
-            retry_after_s=asked,
-        )
-
-    def _log_retry(self, where: str, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        self.log.warning(
-            "%s: %s; attempt %d of %d, retrying in %.2fs",
-            where,
-            exc.describe() if isinstance(exc, _Transient) else type(exc).__name__,
-            state.attempt_number,
-            self.retry.max_attempts,
-            wait,
-        )
-
-
-def _asked_wait(state: RetryCallState) -> float | None:
-    """The Retry-After of the attempt that just failed, if the server sent one."""
-    exc = state.outcome.exception() if state.outcome else None
-    return exc.retry_after if isinstance(exc, _Retryable) else None
+        raise ApiError.for_status(status, error, details, code, where)
 
 
 def _range_total(content_range: str, where: str) -> int:
@@ -642,17 +373,3 @@ def _range_total(content_range: str, where: str) -> int:
             " file's size."
         )
     return int(match[1])
-
-
-def _parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds from now; both the delta-seconds and the HTTP-date forms."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
