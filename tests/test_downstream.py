@@ -125,7 +125,9 @@ def test_daily_and_monthly_summary_agree_with_duckdb(resources, instance, wareho
     for instrument, mat in zip(instruments, daily, strict=True):
         assert mat.metadata["path"].value == warehouse.uri(instrument, JULY, DAILY_TABLE)
         assert mat.metadata["rows"].value == 31
-        assert "imbalance_ratio_mean" in mat.metadata["preview"].value
+        preview = mat.metadata["preview"].value
+        assert "imbalance_ratio_mean" in [c.name for c in preview.schema.columns]
+        assert len(preview.records) == 10
         ours = pq.read_table(mat.metadata["path"].value).to_pandas()
         theirs = duckdb.sql(
             "select cast(time as date) as date, count(*) as rows,"
@@ -152,8 +154,10 @@ def test_daily_and_monthly_summary_agree_with_duckdb(resources, instance, wareho
     ).df()
     pd.testing.assert_frame_equal(ours, theirs, check_dtype=False)
     assert meta["rows"].value == int(theirs["rows"].sum())
-    table_md = meta["table"].value
-    assert all(i.symbol in table_md for i in instruments) and "completeness" in table_md
+    shown = meta["table"].value
+    assert {r.data["symbol"] for r in shown.records} == {i.symbol for i in instruments}
+    assert "completeness" in [c.name for c in shown.schema.columns]
+    assert next(iter(meta)) == "chart", "the chart is the first thing on the asset's page"
 
     (encoded,) = re.findall(r"\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", meta["chart"].value)
     png = base64.b64decode(encoded)

@@ -22,6 +22,7 @@ from ..partitions import l1_partitions, month_partitions, parse_partition_key
 from ..resources import WarehouseResource
 from ..schema import INTERVALS, TIME
 from .l1_imbalance import L1_IMBALANCE
+from .reporting import table
 
 L1_IMBALANCE_DAILY = dg.AssetKey(["aperiodic", "l1_imbalance_daily"])
 L1_IMBALANCE_MONTHLY_SUMMARY = dg.AssetKey(["aperiodic", "l1_imbalance_monthly_summary"])
@@ -86,7 +87,7 @@ def l1_imbalance_daily(
             "source_rows": dg.MetadataValue.int(len(source)),
             "path": dg.MetadataValue.path(written.path),
             "sha256": written.sha256,
-            "preview": dg.MetadataValue.md(_markdown(daily.head(10))),
+            "preview": _table(daily.head(10)),
         },
     )
 
@@ -121,14 +122,15 @@ def l1_imbalance_monthly_summary(
             hashlib.sha256(bytes.fromhex(written.sha256) + chart).hexdigest()
         ),
         metadata={
+            # First: on the asset's page, "Show Markdown" beside it opens the chart.
+            "chart": dg.MetadataValue.md(
+                f"![daily mean imbalance_ratio, {month}](data:image/png;base64,{image})"
+            ),
+            "table": _table(summary),
             "instruments": dg.MetadataValue.int(len(summary)),
             "rows": dg.MetadataValue.int(int(summary["rows"].sum())),
             "path": dg.MetadataValue.path(written.path),
             "chart_path": dg.MetadataValue.path(chart_path),
-            "table": dg.MetadataValue.md(_markdown(summary)),
-            "chart": dg.MetadataValue.md(
-                f"![daily mean imbalance_ratio, {month}](data:image/png;base64,{image})"
-            ),
         },
     )
 
@@ -191,5 +193,6 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(index=False, floatfmt=".4f")
+def _table(frame: pd.DataFrame) -> dg.MetadataValue:
+    """A frame as Dagster table metadata, floats to 4 decimals: the UI renders it inline."""
+    return table(frame.round(4).astype(str).to_dict("records"))
