@@ -30,8 +30,9 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
+from aperiodic_assets.months import Month
 from aperiodic_assets.sandbox import RemoteSandbox, Sandbox, SandboxConfig
-from aperiodic_assets.sandbox import server as sandbox_server
+from aperiodic_assets.sandbox import files as sandbox_files
 from aperiodic_assets.sandbox.catalog import (
     Calendar,
     FileSpan,
@@ -47,6 +48,7 @@ from aperiodic_assets.sandbox.data import (
     sample_amounts,
 )
 from aperiodic_assets.sandbox.faults import make_fault, parse_fault_list, parse_fault_spec
+from aperiodic_assets.sandbox.steering import ACTIONS, BY_PATH
 from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -449,8 +451,8 @@ def test_same_request_gives_identical_bytes_and_etag_even_across_sandboxes(sb: S
     assert first.status_code == second.status_code == 200
     assert first.content == second.content
     assert first.headers["ETag"] == second.headers["ETag"]
-    sandbox_server.render_file.cache_clear()
-    sandbox_server.file_identity.cache_clear()
+    sandbox_files.render_file.cache_clear()
+    sandbox_files.file_identity.cache_clear()
     with Sandbox(SandboxConfig(today=TODAY)) as other:
         third = download(first_url(other))
     assert third.content == first.content
@@ -510,7 +512,7 @@ def test_one_byte_ranged_get_gives_identity(sb: Sandbox):
     for name in ("ETag", "Last-Modified", "Accept-Ranges"):
         assert probe.headers[name] == full.headers[name]
     # The same answer when the body is no longer cached, and for a file never fetched whole.
-    sandbox_server.render_file.cache_clear()
+    sandbox_files.render_file.cache_clear()
     again = download(url, Range="bytes=0-0")
     assert (again.content, again.headers["ETag"]) == (b"P", full.headers["ETag"])
     other = first_url(sb, start_date="2026-09-04", end_date="2026-09-04", interval="15m")
@@ -971,6 +973,25 @@ def test_remote_sandbox_steers_a_sandbox_over_http(sb: Sandbox):
     assert [r["path"] for r in sb.requests()] == ["/_sandbox/reset_log"]
     with pytest.raises(ValueError, match="HTTP 400"):
         remote.inject("meteor")
+
+
+def test_remote_sandbox_takes_month_and_date_objects_as_sandbox_does(sb: Sandbox):
+    remote = RemoteSandbox(sb.root_url)
+    remote.set_today(date(2026, 9, 3))
+    remote.republish(BN, BTC, Month(2026, 7), 2)
+    remote.corrupt("gap", symbol=ETH, month=Month(2026, 6))
+    state = sb.snapshot()
+    assert state["today"] == "2026-09-03"
+    assert state["revisions"] == [
+        {"exchange": BN, "symbol": BTC, "month": "2026-07", "revision": 2}
+    ]
+    assert state["corruptions"][0]["month"] == "2026-06"
+
+
+def test_every_steering_action_is_a_method_of_both_handles_and_an_admin_endpoint():
+    for name, action in ACTIONS.items():
+        assert callable(getattr(Sandbox, name)) and callable(getattr(RemoteSandbox, name)), name
+        assert BY_PATH[action.path] is action
 
 
 # --- the official client ------------------------------------------------------------------------

@@ -6,9 +6,13 @@ our own client run against it unchanged; tests and the demo steer it (clock, rep
 corrupted files, injected faults) in-process through :class:`Sandbox` or across processes through
 :class:`RemoteSandbox`. Run it with ``python -m aperiodic_assets.sandbox``. Never imports dagster.
 
-Modules: :mod:`.catalog` (what is published), :mod:`.data` (what is in a file), :mod:`.signing`
-(presigned URLs), :mod:`.faults` (what goes wrong), :mod:`.server` (HTTP), ``.corruption``
-(schema/content corruption modes, applied to a file's table before encoding).
+Modules: :mod:`.catalog` (what is published), :mod:`.data` (what is in a file),
+:mod:`.corruption` (schema/content corruption modes, applied to a file's table before encoding),
+:mod:`.signing` (presigned URLs), :mod:`.faults` (what goes wrong), :mod:`.state` (config and
+what a running sandbox remembers), :mod:`.steering` (the steering actions, once, for the admin
+endpoints and both handles), :mod:`.handler` (HTTP server and routing), :mod:`.messages`
+(requests, replies, error bodies), :mod:`.api` (Aperiodic's endpoints), :mod:`.files` (the
+S3-like file host), :mod:`.handles` (:class:`Sandbox`, :class:`RemoteSandbox`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from __future__ import annotations
 from .catalog import LISTINGS, Calendar, FileSpan, listing_date, symbols, synthetic_symbol
 from .data import encode_parquet, generate, sample_amounts
 from .faults import FAULTS
-from .server import CORRUPTION_MODES, RemoteSandbox, Sandbox, SandboxConfig
+from .handles import RemoteSandbox, Sandbox
+from .state import CORRUPTION_MODES, SandboxConfig
 
 __all__ = [
     "CORRUPTION_MODES",

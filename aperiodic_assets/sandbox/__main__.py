@@ -22,7 +22,8 @@ from types import FrameType
 
 from .catalog import SYNTHETIC_LISTED, synthetic_symbol
 from .faults import FAULTS, Fault, parse_fault_list, parse_fault_spec
-from .server import CORRUPTION_MODES, Sandbox, SandboxConfig
+from .handles import Sandbox
+from .state import CORRUPTION_MODES, SandboxConfig
 
 
 def _date(text: str) -> date:
