@@ -38,7 +38,6 @@ INTERVALS: dict[str, int] = {
     "4h": 4 * 3600,
     "1d": 86400,
 }
-EXCHANGES: tuple[str, ...] = ("binance-futures", "okx-perps", "hyperliquid-perps")
 TIMESTAMP_MODES: tuple[str, ...] = ("exchange", "true")
 
 

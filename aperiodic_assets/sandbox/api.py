@@ -12,7 +12,7 @@ import time
 from datetime import date
 
 from ..months import Month
-from ..schema import EXCHANGES, INTERVALS, METRIC, TIMESTAMP_MODES
+from ..schema import INTERVALS, METRIC, TIMESTAMP_MODES
 from . import faults as fx
 from .catalog import object_path, symbols
 from .messages import Reply, Request, apply_wire_fault, error_reply, fault_reply, json_reply
@@ -57,11 +57,12 @@ def list_files(state: SandboxState, request: Request) -> Reply:
             "missing_parameter",
         )
     problems: list[tuple[str, str]] = []
-    choices = {"interval": INTERVALS, "timestamp": TIMESTAMP_MODES, "exchange": EXCHANGES}
+    # The exchanges are whatever the catalogue lists, as on the real service.
+    choices = {"interval": INTERVALS, "timestamp": TIMESTAMP_MODES, "exchange": state.listings}
     for name, allowed in choices.items():
         if query[name] not in allowed:
             problems.append(
-                (f"invalid_{name}", f"{name} {query[name]!r} is not one of {list(allowed)}")
+                (f"invalid_{name}", f"{name} {query[name]!r} is not one of {sorted(allowed)}")
             )
     dates: dict[str, date] = {}
     for name in ("start_date", "end_date"):
