@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install demo test dev lint format bench clean
+.PHONY: install demo test dev lint format bench screenshots clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/validation.py
 	$(PY) benchmarks/backfill.py
 	$(PY) benchmarks/rollover.py
+
+## screenshots: the demo in a fresh instance, photographed in headless Chromium into docs/img/
+screenshots: $(STAMP)
+	$(PY) -m aperiodic_assets.screenshots
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache
