@@ -97,36 +97,26 @@ def _materialize(n_months: int) -> int:
 
 def _materialize_downstream(instance, months, landed_rows) -> str:
     """The downstream assets for the demo months, so the UI shows a populated lineage."""
-    import dagster as dg
-
-    from .assets.downstream import l1_imbalance_daily, l1_imbalance_monthly_summary
+    from .assets.downstream import L1_IMBALANCE_DAILY, L1_IMBALANCE_MONTHLY_SUMMARY
     from .definitions import defs
 
-    resources = {"warehouse": defs.resources["warehouse"]}
-    done = 0
-    for row in landed_rows:
-        result = dg.materialize(
-            [l1_imbalance_daily],
-            partition_key=f"{row['instrument']}|{row['month']}",
-            resources=resources,
+    # The code location's own asset job: the runs list names the asset, not an ad-hoc job.
+    job = defs.resolve_implicit_global_asset_job_def()
+
+    def run(asset_key, partition_key: str) -> bool:
+        result = job.execute_in_process(
+            asset_selection=[asset_key],
+            partition_key=partition_key,
             instance=instance,
             raise_on_error=False,
             run_config=QUIET,
         )
-        done += result.success
-    summaries = 0
-    for month in months:
-        result = dg.materialize(
-            [l1_imbalance_monthly_summary],
-            partition_key=month.key,
-            resources=resources,
-            instance=instance,
-            raise_on_error=False,
-            run_config=QUIET,
-        )
-        summaries += result.success
+        return result.success
+
+    daily = sum(run(L1_IMBALANCE_DAILY, f"{r['instrument']}|{r['month']}") for r in landed_rows)
+    summaries = sum(run(L1_IMBALANCE_MONTHLY_SUMMARY, month.key) for month in months)
     return (
-        f"{done} of {len(landed_rows)} l1_imbalance_daily partitions,"
+        f"{daily} of {len(landed_rows)} l1_imbalance_daily partitions,"
         f" {summaries} of {len(months)} monthly summaries"
     )
 

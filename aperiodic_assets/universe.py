@@ -55,9 +55,10 @@ class Instrument:
     def key(self) -> str:
         """Partition key: ``BTC.1h.binance-futures.perpetual-BTC-USDT:USDT.exchange``.
 
-        The UI truncates long keys in the middle, keeping about 13 characters at each end; the
-        base asset, interval and exchange lead and the timestamp mode closes, so two instruments
-        stay apart however they are cut. The full identity is in the middle.
+        The UI truncates long keys in the middle, keeping as few as 9 characters at each end
+        (a check's partition list); the base asset, interval and exchange lead and the timestamp
+        mode closes, so two instruments stay apart however they are cut. The full identity is
+        in the middle.
         """
         return f"{self.base}.{self.interval}.{self.exchange}.{self.symbol}.{self.timestamp}"
 

@@ -12,6 +12,7 @@ import io
 import re
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -31,6 +32,7 @@ from aperiodic_assets.assets.downstream import (
     daily_stats,
     l1_imbalance_daily,
     l1_imbalance_monthly_summary,
+    monthly_summary,
 )
 from aperiodic_assets.assets.l1_imbalance import l1_imbalance
 from aperiodic_assets.months import Month
@@ -186,6 +188,24 @@ def test_daily_stats_count_missing_rows_and_days():
     expected = frame[day == 5]["imbalance_ratio"]
     assert stats.loc[july[4], "imbalance_ratio_max"] == expected.max()
     assert stats.loc[july[4], "imbalance_ratio_mean"] == pytest.approx(expected.mean())
+
+
+def test_a_month_in_progress_is_summarized_against_the_days_published_so_far():
+    """Ten days of July published, on July 11th: complete, not a third complete."""
+    frame = month_table(BTC_1H, JULY).to_pandas()
+    published = frame[frame["time"].dt.day <= 10].assign(
+        exchange=BTC_1H.exchange,
+        symbol=BTC_1H.symbol,
+        interval=BTC_1H.interval,
+        timestamp=BTC_1H.timestamp,
+    )
+    on = date(2026, 7, 11)
+    (row,) = monthly_summary(published, JULY, today=on).to_dict("records")
+    assert row["rows"] == 240 and row["completeness"] == 1.0
+    assert len(daily_stats(published, JULY, today=on)) == 10
+    # Once July is over, the same rows are a third of the month.
+    (over,) = monthly_summary(published, JULY, today=date(2026, 8, 2)).to_dict("records")
+    assert over["completeness"] == pytest.approx(240 / 744)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import io
 import warnings
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -21,6 +22,7 @@ from ..months import Month
 from ..partitions import l1_partitions, month_partitions, parse_partition_key
 from ..resources import WarehouseResource
 from ..schema import INTERVALS, TIME
+from ..universe import Instrument
 from .l1_imbalance import L1_IMBALANCE
 from .reporting import table
 
@@ -135,8 +137,20 @@ def l1_imbalance_monthly_summary(
     )
 
 
-def daily_stats(source: pd.DataFrame, month: Month) -> pd.DataFrame:
-    """One row per instrument and day of ``month``; a day without rows has rows 0 and NaNs."""
+def published_until(source: pd.DataFrame, month: Month, today: date | None = None) -> datetime:
+    """Where ``month``'s data is expected to end: the month's end once it is over; until then
+    the end of the newest day any instrument has (the current month is published daily), so a
+    month in progress is not called incomplete for days that do not exist yet."""
+    today = today or datetime.now(UTC).date()
+    if month.end.date() <= today or source.empty:
+        return month.end
+    newest = source[TIME].max().floor("D").to_pydatetime() + timedelta(days=1)
+    return min(month.end, newest)
+
+
+def daily_stats(source: pd.DataFrame, month: Month, today: date | None = None) -> pd.DataFrame:
+    """One row per instrument and published day of ``month``; a day without rows has rows 0 and
+    NaNs."""
     stats = source.assign(date=source[TIME].dt.floor("D")).groupby([*INSTRUMENT_COLUMNS, "date"])
     stats = stats.agg(
         rows=(TIME, "size"),
@@ -145,7 +159,8 @@ def daily_stats(source: pd.DataFrame, month: Month) -> pd.DataFrame:
         imbalance_ratio_max=("imbalance_ratio", "max"),
         bid_percentage_mean=("bid_percentage", "mean"),
     )
-    days = pd.DataFrame({"date": pd.date_range(month.start, month.end, freq="D", inclusive="left")})
+    end = published_until(source, month, today)
+    days = pd.DataFrame({"date": pd.date_range(month.start, end, freq="D", inclusive="left")})
     every_day = source[INSTRUMENT_COLUMNS].drop_duplicates().merge(days, how="cross")
     stats = stats.reindex(pd.MultiIndex.from_frame(every_day)).reset_index()
     stats["rows"] = stats["rows"].fillna(0).astype("int64")
@@ -154,8 +169,9 @@ def daily_stats(source: pd.DataFrame, month: Month) -> pd.DataFrame:
     return stats
 
 
-def monthly_summary(source: pd.DataFrame, month: Month) -> pd.DataFrame:
-    """One row per instrument: rows, means over the month, completeness against the grid."""
+def monthly_summary(source: pd.DataFrame, month: Month, today: date | None = None) -> pd.DataFrame:
+    """One row per instrument: rows, means over the month, completeness against the grid of the
+    days published so far (the whole month once it is over)."""
     summary = (
         source.groupby(INSTRUMENT_COLUMNS)
         .agg(
@@ -165,16 +181,18 @@ def monthly_summary(source: pd.DataFrame, month: Month) -> pd.DataFrame:
         )
         .reset_index()
     )
-    month_seconds = (month.end - month.start).total_seconds()
-    summary["completeness"] = summary["rows"] / (month_seconds / summary["interval"].map(INTERVALS))
+    seconds = (published_until(source, month, today) - month.start).total_seconds()
+    summary["completeness"] = summary["rows"] / (seconds / summary["interval"].map(INTERVALS))
     return summary
 
 
 def daily_chart(daily: pd.DataFrame, month: Month) -> bytes:
     """PNG line chart of the daily mean imbalance_ratio, one line per instrument."""
-    key = daily["exchange"].str.cat(daily[INSTRUMENT_COLUMNS[1:]], sep=".").rename("instrument")
-    lines = daily.pivot_table(
-        index="date", columns=key, values="imbalance_ratio_mean", dropna=False
+    # Lines are labelled with the partition keys the UI shows (one key per instrument).
+    instruments = daily[INSTRUMENT_COLUMNS].drop_duplicates()
+    instruments["instrument"] = [Instrument(*i).key for i in instruments.itertuples(index=False)]
+    lines = daily.merge(instruments, on=INSTRUMENT_COLUMNS).pivot_table(
+        index="date", columns="instrument", values="imbalance_ratio_mean", dropna=False
     )
     figure = Figure(figsize=(9, 4), dpi=80, layout="constrained")
     axes = figure.add_subplot()

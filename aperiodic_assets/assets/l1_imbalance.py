@@ -61,7 +61,12 @@ with warnings.catch_warnings():
         dg.AssetCheckSpec(
             spec.name,
             asset=L1_IMBALANCE,
-            description=f"[{spec.severity}] {spec.description}",
+            description=f"[{spec.severity}] {spec.description}"
+            + (
+                " A failure rejects the month: nothing is written to the warehouse."
+                if spec.severity == "error"
+                else " A failure is a warning: the month is written."
+            ),
             partitions_def=l1_partitions,
         )
         for spec in CHECKS
