@@ -9,6 +9,8 @@ fails, it does not skip.
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -40,6 +42,30 @@ def two_intervals_of_one_symbol(path: Path) -> Path:
     return path
 
 
+CHECK_EXECUTIONS = """
+query($check: String!, $partition: String!) {
+  assetCheckExecutions(assetKey: {path: ["aperiodic", "l1_imbalance"]}, checkName: $check,
+                       partition: $partition, limit: 1) { status partition }
+}
+"""
+
+
+def rejected_month_checks(url: str, partition: str) -> dict[str, str]:
+    """Each check's latest execution status for one partition, over the webserver's GraphQL."""
+    statuses = {}
+    for check in CHECKS:
+        variables = {"check": check.name, "partition": partition}
+        body = json.dumps({"query": CHECK_EXECUTIONS, "variables": variables}).encode()
+        request = urllib.request.Request(
+            f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            (execution,) = json.loads(response.read())["data"]["assetCheckExecutions"]
+        assert execution["partition"] == partition
+        statuses[check.name] = execution["status"]
+    return statuses
+
+
 def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> None:
     find_chromium()  # a clear failure, before the set-up, when Chromium is missing
     universe = two_intervals_of_one_symbol(tmp_path / "universe.yaml")
@@ -51,6 +77,12 @@ def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> N
     # monthly summary empty.
     with demo_instance(tmp_path, 2, universe) as instance, webserver(instance) as url:
         text = photograph(url, instance, out)
+        statuses = rejected_month_checks(url, instance.rejected)
+
+    # What the UI reads, per check, for the rejected partition alone: one Failed, none unrun.
+    assert statuses == {
+        c.name: "FAILED" if c.name == FAILING_CHECK else "SUCCEEDED" for c in CHECKS
+    }
 
     labels = text.instrument_labels
     assert set(labels) == {i.key for i in instruments}
