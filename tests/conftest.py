@@ -47,6 +47,27 @@ def month_table(instrument: Instrument, month: Month) -> pa.Table:
     )
 
 
+def materialize_partition(
+    resources: dict,
+    instance: dg.DagsterInstance,
+    instrument: Instrument,
+    month: Month,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One partition of the l1_imbalance asset, as a single-partition run does it."""
+    from aperiodic_assets.assets.l1_imbalance import l1_imbalance
+    from aperiodic_assets.partitions import partition_key
+
+    return dg.materialize(
+        [l1_imbalance],
+        partition_key=partition_key(instrument, month),
+        resources=resources,
+        instance=instance,
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(SandboxConfig(api_key=KEY, today=TODAY)) as sb:

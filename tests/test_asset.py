@@ -14,13 +14,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, l1_imbalance
+from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE
 from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
 
-from .conftest import BTC_1H, KEY
+from .conftest import BTC_1H, KEY, materialize_partition
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,13 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def materialize(
     instrument: Instrument, month: Month, resources, instance
 ) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [l1_imbalance],
-        partition_key=partition_key(instrument, month),
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_partition(resources, instance, instrument, month)
 
 
 def materialization(result: dg.ExecuteInProcessResult) -> dg.AssetMaterialization:

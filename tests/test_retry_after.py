@@ -11,11 +11,9 @@ import time
 
 import dagster as dg
 
-from aperiodic_assets.assets.l1_imbalance import l1_imbalance
 from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
 
-from .conftest import BTC_1H
+from .conftest import BTC_1H, materialize_partition
 
 MONTH = Month(2026, 7)
 
@@ -26,14 +24,7 @@ def listing_times(sandbox) -> list[tuple[float, int]]:
 
 def run(resources, instance, wait_max_s: float) -> dg.ExecuteInProcessResult:
     config = {"ops": {"l1_imbalance": {"config": {"retry_after_wait_max_s": wait_max_s}}}}
-    return dg.materialize(
-        [l1_imbalance],
-        partition_key=partition_key(BTC_1H, MONTH),
-        resources=resources,
-        instance=instance,
-        run_config=config,
-        raise_on_error=False,
-    )
+    return materialize_partition(resources, instance, BTC_1H, MONTH, run_config=config)
 
 
 def test_the_run_is_retried_after_the_wait_the_server_asked_for(sandbox, resources, instance):

@@ -21,7 +21,7 @@ from aperiodic_assets.universe import Instrument
 from aperiodic_assets.validation import CHECKS, ValidationReport, validate
 from aperiodic_assets.warehouse import QUARANTINE, Warehouse
 
-from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY
+from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY, materialize_partition
 
 JULY = Month(2026, 7)
 CHECK_OF = {rule.name: check.name for check in CHECKS for rule in check.rules}
@@ -71,13 +71,7 @@ def test_each_served_corruption_is_caught_by_exactly_its_rule_and_check(sandbox,
 
 
 def materialize(resources, instance) -> dg.ExecuteInProcessResult:
-    return dg.materialize(
-        [l1_imbalance],
-        partition_key=partition_key(BTC_1H, JULY),
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_partition(resources, instance, BTC_1H, JULY)
 
 
 def test_a_hard_failure_fails_the_run_writes_nothing_and_quarantines_the_input(
