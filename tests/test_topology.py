@@ -260,6 +260,13 @@ def test_the_pool_bounds_api_work_across_runs(topology: Topology):
     assert len(started) == 3
 
 
+SENSOR_BACKFILLS = """
+{ partitionBackfillsOrError(limit: 20) {
+    ... on PartitionBackfills { results { id status numPartitions tags { key value } } }
+} }
+"""
+
+
 def sensor_state(topology: Topology) -> tuple[str | None, list]:
     """The sensor's stored cursor and its ticks (newest first), straight from Postgres."""
     cursor = None
@@ -313,6 +320,17 @@ def test_the_sensor_cursor_survives_a_daemon_restart(topology: Topology):
     # Requests that landed are forgotten; nothing was requested again after the restart.
     after = json.loads(sensor_state(topology)[0])
     assert set(after["requested"]) <= set(json.loads(before)["requested"])
+
+    # The tick's request was ONE asset backfill, which the daemon carries out.
+    backfills = services.graphql(SENSOR_BACKFILLS)["partitionBackfillsOrError"]["results"]
+    (backfill,) = [
+        b
+        for b in backfills
+        if {"key": "aperiodic/trigger", "value": "new_month_sensor"} in b["tags"]
+    ]
+    assert backfill["numPartitions"] == len(json.loads(before)["requested"])
+    done = services.wait_backfill(backfill["id"], timeout=300)
+    assert done["status"] == "COMPLETED_SUCCESS", done
 
 
 FRESHNESS = """
