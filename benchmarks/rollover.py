@@ -26,25 +26,29 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests.dagster_services
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    KEY,
+    PARTITION_CONCURRENCY,
+    REPO_ROOT,
+    TODAY,
+    bare,
+    load,
+    location_env,
+    write_universe,
+)
 
 from aperiodic_assets.api import AperiodicClient  # noqa: E402
 from aperiodic_assets.demo import sandbox_process  # noqa: E402
 from aperiodic_assets.months import Month  # noqa: E402
-from aperiodic_assets.pipeline import run_partition  # noqa: E402
 from aperiodic_assets.universe import Instrument  # noqa: E402
-from aperiodic_assets.warehouse import Warehouse  # noqa: E402
 from tests.dagster_services import dagster_services, load_yaml  # noqa: E402
 
-KEY = "sandbox"
-TODAY = date(2026, 11, 25)
 MONTH = Month.of(datetime.now(UTC).date()).previous()  # what the schedule targets
 SYMBOLS = {
     "binance-futures": [
@@ -63,7 +67,6 @@ INSTRUMENTS = [
     for interval in INTERVALS
     for timestamp in ("exchange", "true")
 ][:64]
-PARTITION_CONCURRENCY = 4
 SENSOR_INSTRUMENTS = 500
 START_SCHEDULE = """
 mutation Start($selector: ScheduleSelector!) {
@@ -82,43 +85,12 @@ query Runs($filter: RunsFilter!) {
 """
 
 
-def write_universe(path: Path, instruments: list[Instrument]) -> Path:
-    entries = [
-        {
-            "exchange": i.exchange,
-            "symbol": i.symbol,
-            "interval": i.interval,
-            "timestamp": i.timestamp,
-        }
-        for i in instruments
-    ]
-    path.write_text(yaml.safe_dump({"start_month": "2024-01", "instruments": entries}))
-    return path
-
-
-def bare(api_url: str, warehouse_dir: Path) -> float:
-    client = AperiodicClient(api_url, KEY, max_connections=PARTITION_CONCURRENCY * 4)
-    warehouse = Warehouse(warehouse_dir)
-    start = time.perf_counter()
-    with ThreadPoolExecutor(PARTITION_CONCURRENCY) as pool:
-        outcomes = list(pool.map(lambda i: run_partition(client, warehouse, i, MONTH), INSTRUMENTS))
-    elapsed = time.perf_counter() - start
-    client.close()
-    assert all(o.written is not None for o in outcomes)
-    return elapsed
-
-
 def rollover(api_url: str, work: Path) -> tuple[float, int]:
     universe = write_universe(work / "universe.yaml", INSTRUMENTS)
     home = work / "dagster_home"
     os.environ["DAGSTER_HOME"] = str(home)
-    env = {
-        "APERIODIC_API_URL": api_url,
-        "APERIODIC_API_KEY": KEY,
-        "WAREHOUSE_URL": str(work / "warehouse"),
-        "APERIODIC_UNIVERSE": str(universe),
-        "APERIODIC_SCHEDULE_CRON": "* * * * *",
-    }
+    env = location_env(api_url, work / "warehouse", universe)
+    env["APERIODIC_SCHEDULE_CRON"] = "* * * * *"
     with dagster_services(
         home,
         instance_config=load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml"),
@@ -224,9 +196,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         with sandbox_process(["--today", TODAY.isoformat(), "--key", KEY]) as api_url:
-            print(f"sandbox at {api_url}; {len(INSTRUMENTS)} instruments, month {MONTH}")
-            bare(api_url, work / "warm")  # warm-up: the sandbox renders every file once
-            bare_s = bare(api_url, work / "bare")
+            print(f"sandbox at {api_url}; {len(INSTRUMENTS)} instruments, month {MONTH}; {load()}")
+            partitions = [(i, MONTH) for i in INSTRUMENTS]
+            bare(api_url, work / "warm", partitions)  # warm-up: the sandbox renders every file
+            bare_s = bare(api_url, work / "bare", partitions)
             print(f"(b) bare run_partition, {PARTITION_CONCURRENCY} threads: {bare_s:.1f}s")
             rollover_s, runs = rollover(api_url, work)
             print(f"(a) scheduled rollover: {runs} run(s), tick to done {rollover_s:.1f}s")
