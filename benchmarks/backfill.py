@@ -1,63 +1,83 @@
-"""Benchmark: a backfill through the Dagster daemon against the same work without Dagster.
+"""Benchmark: backfills through the Dagster daemon against the same work without Dagster.
 
-Why: a backfill of hundreds of partitions launched from the UI should cost little more than its
-data work (issue 7). Three ways of fetching the same 4 instruments x 24 months of ``1m`` data from
-one sandbox process are timed:
+Why: a backfill launched from the UI should cost little more than its data work, and that must
+hold for a handful of heavy partitions and for thousands of light ones, on sqlite and Postgres.
+The RESULT ratios compare timings taken side by side in one run, on one sandbox process; the load
+average is printed before and after, as the cores may be shared.
+
+Default run: 4 instruments x 24 months of ``1m`` data (96 partitions):
 
 (a) backfill: ``launchPartitionBackfill`` over GraphQL, exactly as tests/test_backfill_e2e.py and
     the UI do, against a real webserver + daemon (tests/dagster_services.py) on a fresh sqlite
-    instance configured by dagster_home/dagster.yaml as shipped. Wall time from the launch until
-    the last run of the backfill ended (every partition then has its materialization). The
-    backfill daemon looks for new backfills every 30 s (fixed in Dagster 1.13), so the launch is
-    timed half-way between two of its iterations: the wait a user sees on average.
-(b) bare: a loop over the same partitions calling ``pipeline.run_partition`` (our client,
-    validation and warehouse), one after the other, no Dagster.
+    instance configured by dagster_home/dagster.yaml as shipped, the code location loaded from
+    workspace.yaml with ``APERIODIC_UNIVERSE`` pointing at the benchmark's instruments. Wall time
+    from the launch until the last run of the backfill ended. The backfill daemon looks for new
+    backfills every 30 s (fixed in Dagster 1.13), so the launch is timed half-way between two of
+    its iterations, the wait a user sees on average; ``pickup_s`` (launch to first run created)
+    is reported on its own, and ``after_pickup_over_bare`` leaves it out.
+(b) bare: ``pipeline.run_partition`` over the same partitions through ``pipeline.completed`` with
+    the concurrency of one backfill run (``partition_concurrency``), no Dagster: the floor. The
+    serial loop is printed for information.
 (c) official: ``aperiodic.get_metrics(..., output="pandas")`` for each instrument over the 24
     months (its own concurrent downloads), no validation, nothing written.
 
 The sandbox is warmed first by one untimed pass of (c); its file cache holds 32 files, far fewer
 than these months span, so every pass still renders most files, the same for (a), (b) and (c).
+``events_per_partition``: event log records of the backfill's runs (run and step events, logs,
+materializations, check evaluations), read back through the instance, per partition.
 Peak RSS: /proc/<pid>/status VmHWM of every run-worker process (the code server's spawned child
-that executes a run, and the step subprocess it spawns), sampled every 0.1 s while the backfill
-runs (VmHWM is the kernel's high-water mark, so sampling only misses a process's last 0.1 s); the
-figure per backfill is the largest run-worker tree (sum of its processes). 24 partitions = 4
-instruments x 6 months, 96 = 4 x 24: both one run per instrument.
+that executes a run, and anything it spawns), sampled while the backfill runs (VmHWM is the
+kernel's high-water mark, so sampling only misses a process's last interval); the figure per
+backfill is the largest run-worker tree. 24 partitions = 4 instruments x 6 months, 96 = 4 x 24.
 
-The instruments are not all in universe.yaml, so the code location is loaded through a small
-generated module that points the universe at the benchmark's own file (see ``LOCATION``).
+``--scale``: 200 synthetic instruments x 24 months (2024-01..2025-12, one small monthly file each)
+of ``1d`` data, 4,800 partitions, so Dagster's per-partition bookkeeping dominates. The same UI
+backfill (launched without waiting for a daemon phase; pickup is left out of the ratio) against
+(b), once on a sqlite instance and once on a throwaway PostgreSQL cluster (tests/postgres_server.py)
+with the storage section of dagster_home/dagster.prod.yaml; everything else (run queue, pool,
+local compute logs, default run launcher) is dagster.yaml's, so storage is the only difference.
+``scale_over_bare`` = backfill after pickup / bare; ``overhead_ms_per_partition`` = (backfill
+after pickup - bare) / partitions. ``--instruments`` and ``--months`` shrink it; ``--storage``
+picks one storage.
 
-Run: ``.venv/bin/python benchmarks/backfill.py`` (about 2.5 minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/backfill.py`` (about 3 minutes on 2 cores);
+``.venv/bin/python benchmarks/backfill.py --scale`` (about 25 minutes for both storages).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aperiodic
 import dagster as dg
-import yaml
+from common import (
+    KEY,
+    PARTITION_CONCURRENCY,
+    REPO_ROOT,
+    TODAY,
+    bare,
+    load,
+    location_env,
+    write_universe,
+)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # tests.dagster_services
+from aperiodic_assets.demo import sandbox_process
+from aperiodic_assets.months import Month, month_range
+from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.sandbox.catalog import synthetic_symbol
+from aperiodic_assets.universe import Instrument
+from tests.dagster_services import DagsterServices, dagster_services, load_yaml
+from tests.postgres_server import postgres_cluster
 
-from aperiodic_assets.api import AperiodicClient  # noqa: E402
-from aperiodic_assets.demo import sandbox_process  # noqa: E402
-from aperiodic_assets.months import Month, month_range  # noqa: E402
-from aperiodic_assets.pipeline import run_partition  # noqa: E402
-from aperiodic_assets.universe import Instrument  # noqa: E402
-from aperiodic_assets.warehouse import Warehouse  # noqa: E402
-from tests.dagster_services import DagsterServices, dagster_services, load_yaml  # noqa: E402
-
-KEY = "sandbox"
-TODAY = date(2026, 11, 25)
 INSTRUMENTS = [
     Instrument(exchange, symbol, "1m", "exchange")
     for exchange in ("binance-futures", "okx-perps")
@@ -65,35 +85,20 @@ INSTRUMENTS = [
 ]
 MONTHS = month_range(Month(2024, 11), Month(2026, 10))  # 24, the last completed on TODAY
 RSS_MONTHS = month_range(Month(2024, 5), Month(2024, 10))  # 6 others, for the 24-partition run
+#: Scale: monthly files only (daily files start on 2026-08-11), so one tiny download each.
+SCALE_MONTHS = month_range(Month(2024, 1), Month(2025, 12))
+SCALE_EXCHANGES = ("binance-futures", "okx-perps")
 ASSET = ["aperiodic", "l1_imbalance"]
 BACKFILL_DAEMON_INTERVAL_S = 30.0
-#: The code location over the benchmark's universe. partitions.py reads universe.yaml at import
-#: and has no setting for another file yet; with one, this module becomes an environment variable.
-LOCATION = """\
-import os
-
-import aperiodic_assets.universe as universe
-
-_load = universe.load_universe
-universe.load_universe = lambda path=os.environ["BENCH_UNIVERSE"]: _load(path)
-
-from aperiodic_assets.definitions import defs  # noqa: E402
-"""
+Partitions = list[tuple[Instrument, Month]]
 
 
-def partition_keys(months: list[Month]) -> list[str]:
-    return [f"{i.key}|{m.key}" for i in INSTRUMENTS for m in months]
+def partition_keys(partitions: Partitions) -> list[str]:
+    return [str(partition_key(i, m)) for i, m in partitions]
 
 
-def bare(api_url: str, warehouse_dir: Path) -> float:
-    client, warehouse = AperiodicClient(api_url, KEY), Warehouse(warehouse_dir)
-    start = time.perf_counter()
-    for instrument in INSTRUMENTS:
-        for month in MONTHS:
-            assert run_partition(client, warehouse, instrument, month).written is not None
-    elapsed = time.perf_counter() - start
-    client.close()
-    return elapsed
+def grid(instruments: list[Instrument], months: list[Month]) -> Partitions:
+    return [(i, m) for i in instruments for m in months]
 
 
 def official(api_url: str) -> float:
@@ -119,8 +124,9 @@ def official(api_url: str) -> float:
 class RunWorkerMemory:
     """Peak VmHWM of run-worker process trees under the daemon, sampled from /proc."""
 
-    def __init__(self, daemon_pid: int) -> None:
+    def __init__(self, daemon_pid: int, interval_s: float) -> None:
         self.daemon_pid = daemon_pid
+        self.interval_s = interval_s
         self.peak_kib: dict[int, int] = {}  # pid -> VmHWM
         self.root: dict[int, int] = {}  # pid -> its run worker
         self._stop = threading.Event()
@@ -142,7 +148,7 @@ class RunWorkerMemory:
         return max(trees.values()) / 1024
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.1):
+        while not self._stop.wait(self.interval_s):
             table = {int(p.name): s for p in Path("/proc").iterdir() if (s := _status(p))}
             for pid, (_, _, hwm) in table.items():
                 root = self._run_worker(pid, table)
@@ -154,7 +160,7 @@ class RunWorkerMemory:
         """The run worker ``pid`` belongs to: the code server's spawned child, or None.
 
         The daemon's code server (``dagster api grpc``) starts each run in a multiprocessing
-        "spawn" child; the multiprocess executor starts each step in a spawn child of that.
+        "spawn" child; whatever that child starts belongs to the same run.
         """
         chain = [pid]
         while chain[-1] in table and chain[-1] != self.daemon_pid:
@@ -182,99 +188,245 @@ def _status(proc: Path) -> tuple[int, str, int] | None:
     return int(fields["PPid"]), cmdline, int(fields.get("VmHWM", "0 kB").split()[0])
 
 
-def run_backfill(services: DagsterServices, keys: list[str], not_before: float) -> dict:
-    """Launch a backfill at ``not_before`` (epoch s); timings and peak run-worker memory."""
+@dataclass(frozen=True)
+class Backfill:
+    """What one UI backfill took, from the launch (epoch seconds throughout)."""
+
+    partitions: int
+    launched: float
+    runs: list[dict[str, Any]]
+    events: int
+    partitions_per_run: list[int]
+    rss_mib: float
+
+    @property
+    def created(self) -> float:
+        return min(float(r["creationTime"]) for r in self.runs)
+
+    @property
+    def pickup_s(self) -> float:
+        return self.created - self.launched
+
+    @property
+    def wall_s(self) -> float:
+        return max(float(r["endTime"]) for r in self.runs) - self.launched
+
+    @property
+    def after_pickup_s(self) -> float:
+        return self.wall_s - self.pickup_s
+
+    @property
+    def start_up_s(self) -> float:
+        """Median of the runs' created -> started (queue wait included)."""
+        waits = sorted(float(r["startTime"]) - float(r["creationTime"]) for r in self.runs)
+        return waits[len(waits) // 2]
+
+    @property
+    def run_s(self) -> float:
+        """Median of the runs' started -> ended: start-up excluded, the pace inside a run."""
+        spans = sorted(float(r["endTime"]) - float(r["startTime"]) for r in self.runs)
+        return spans[len(spans) // 2]
+
+    def describe(self) -> str:
+        sizes = sorted(set(self.partitions_per_run))
+        return (
+            f"{self.partitions} partitions: {len(self.runs)} runs of {'/'.join(map(str, sizes))}"
+            f" partitions, launch to done {self.wall_s:.1f}s (daemon pickup {self.pickup_s:.1f}s,"
+            f" then {self.after_pickup_s:.1f}s; median run created -> started"
+            f" {self.start_up_s:.1f}s, started -> ended {self.run_s:.1f}s),"
+            f" {self.events / self.partitions:.1f} events per"
+            f" partition, peak run RSS {self.rss_mib:.0f} MiB"
+        )
+
+
+def run_backfill(
+    services: DagsterServices,
+    partitions: Partitions,
+    *,
+    not_before: float = 0.0,
+    timeout_s: float = 900.0,
+    sample_s: float = 0.1,
+) -> Backfill:
+    """Launch a UI backfill of ``partitions`` at ``not_before`` (epoch s); wait until it landed.
+
+    Done when every run of the backfill has ended and every partition has its materialization
+    (then no run is still to come), whatever number of runs Dagster split the selection into.
+    """
+    keys = partition_keys(partitions)
     time.sleep(max(0.0, not_before - time.time()))
     assert services.daemon is not None
-    with RunWorkerMemory(services.daemon.process.pid).sampling() as memory:
+    with (
+        RunWorkerMemory(services.daemon.process.pid, sample_s).sampling() as memory,
+        dg.DagsterInstance.get() as instance,
+    ):
         launched = time.time()
         backfill_id = services.launch_backfill(ASSET, keys)
-        runs = services.wait_runs_finished(backfill_id, len(INSTRUMENTS), timeout=900)
-    assert all(r["status"] == "SUCCESS" for r in runs), runs
+
+        def landed() -> list[dict[str, Any]] | None:
+            runs = services.backfill_runs(backfill_id)
+            if not runs or any(r["status"] not in ("SUCCESS", "FAILURE", "CANCELED") for r in runs):
+                return None
+            if any(r["status"] != "SUCCESS" for r in runs):
+                raise RuntimeError(f"backfill {backfill_id} failed:\n{failures(instance, runs)}")
+            done = instance.get_materialized_partitions(dg.AssetKey(ASSET))
+            return runs if set(keys) <= done else None
+
+        runs = services.wait_for(f"backfill {backfill_id}", landed, timeout_s)
     with dg.DagsterInstance.get() as instance:
-        materialized = instance.get_materialized_partitions(dg.AssetKey(ASSET))
-    assert set(keys) <= materialized, set(keys) - materialized
-    created = min(float(r["creationTime"]) for r in runs)
-    return {
-        "created": created,
-        "pickup_s": created - launched,
-        "wall_s": max(float(r["endTime"]) for r in runs) - launched,
-        "runs": len(runs),
-        "rss_mib": memory.peak_tree_mib(),
-    }
+        logs = [instance.all_logs(r["runId"]) for r in runs]
+    per_run = [
+        sum(1 for e in run if e.dagster_event_type == "ASSET_MATERIALIZATION") for run in logs
+    ]
+    assert sum(per_run) == len(keys), per_run
+    return Backfill(
+        partitions=len(keys),
+        launched=launched,
+        runs=runs,
+        events=sum(len(run) for run in logs),
+        partitions_per_run=per_run,
+        rss_mib=memory.peak_tree_mib(),
+    )
 
 
-def main() -> None:
+def failures(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> str:
+    """The step failures of ``runs``, for the error a failed backfill raises."""
+    lines = []
+    for run in runs:
+        for event in instance.all_logs(run["runId"], of_type=dg.DagsterEventType.STEP_FAILURE):
+            error = event.dagster_event.step_failure_data.error if event.dagster_event else None
+            lines.append(f"{run['runId']}: {error.to_string() if error else event.message}")
+    return "\n".join(lines)[-8000:]
+
+
+@contextmanager
+def storage_instance(storage: str, home: Path) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """(instance config, its environment) for ``storage``, sqlite or postgres, in ``home``.
+
+    Postgres: a throwaway cluster for the duration, with the storage section of
+    dagster.prod.yaml; the rest is dagster.yaml's, so only the storage differs.
+    """
+    config = load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)  # this process reads the instance too
+    if storage == "sqlite":
+        yield config, {}
+        return
+    config["storage"] = load_yaml(REPO_ROOT / "dagster_home" / "dagster.prod.yaml")["storage"]
+    with postgres_cluster() as pg:
+        os.environ.update(pg.env)
+        yield config, pg.env
+
+
+def default_benchmark() -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
         sandbox_process(["--today", TODAY.isoformat(), "--key", KEY]) as api_url,
     ):
         work = Path(tmp)
         print(f"sandbox at {api_url}; {len(INSTRUMENTS)} instruments x {len(MONTHS)} months of 1m")
+        print(f"before: {load()}")
+        large, small = grid(INSTRUMENTS, MONTHS), grid(INSTRUMENTS, RSS_MONTHS)
         official(api_url)  # warm-up: the sandbox renders (and caches what it can) every file
-        bare_s = bare(api_url, work / "bare_warehouse")
-        print(f"(b) bare run_partition loop: {bare_s:.1f}s")
+        serial_s = bare(api_url, work / "serial", large, concurrency=1)
+        print(f"(b) bare run_partition loop, serial: {serial_s:.1f}s (information)")
+        bare_s = bare(api_url, work / "bare", large)
+        print(f"(b) bare run_partition loop, {PARTITION_CONCURRENCY} threads: {bare_s:.1f}s")
         official_s = official(api_url)
         print(f"(c) official client: {official_s:.1f}s")
 
-        universe = work / "universe.yaml"
-        universe.write_text(
-            yaml.safe_dump(
-                {
-                    "start_month": "2024-01",
-                    "instruments": [vars(i) for i in INSTRUMENTS],
-                }
-            )
-        )
-        location = work / "location.py"
-        location.write_text(LOCATION)
-        home = work / "dagster_home"
-        os.environ["DAGSTER_HOME"] = str(home)  # this process reads the instance too
-        with dagster_services(
-            home,
-            instance_config=load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml"),
-            workspace={
-                "load_from": [
-                    {
-                        "python_file": {
-                            "relative_path": str(location),
-                            "location_name": "aperiodic_assets",
-                            "working_directory": str(REPO_ROOT),
-                        }
-                    }
-                ]
-            },
-            env={
-                "APERIODIC_API_URL": api_url,
-                "APERIODIC_API_KEY": KEY,
-                "WAREHOUSE_URL": str(work / "warehouse"),
-                "BENCH_UNIVERSE": str(universe),
-            },
-        ) as services:
-            small = run_backfill(services, partition_keys(RSS_MONTHS), not_before=0)
-            print(
-                f"24 partitions: {small['runs']} runs, launch to done {small['wall_s']:.1f}s"
-                f" (daemon pickup {small['pickup_s']:.1f}s), peak run RSS {small['rss_mib']:.0f}"
-                " MiB"
-            )
+        universe = write_universe(work / "universe.yaml", INSTRUMENTS)
+        with (
+            storage_instance("sqlite", work / "dagster_home") as (config, _),
+            dagster_services(
+                work / "dagster_home",
+                instance_config=config,
+                workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
+                env=location_env(api_url, work / "warehouse", universe),
+            ) as services,
+        ):
+            first = run_backfill(services, small)
+            print(f"    {first.describe()}")
             # Half-way between two iterations of the backfill daemon, whose phase the first
             # backfill revealed (its runs are created at the start of an iteration).
-            cycles = int((time.time() - small["created"]) // BACKFILL_DAEMON_INTERVAL_S) + 1
-            mid_cycle = small["created"] + BACKFILL_DAEMON_INTERVAL_S * (cycles + 0.5)
-            large = run_backfill(services, partition_keys(MONTHS), not_before=mid_cycle)
-            print(
-                f"(a) 96 partitions: {large['runs']} runs, launch to done {large['wall_s']:.1f}s"
-                f" (daemon pickup {large['pickup_s']:.1f}s, then"
-                f" {large['wall_s'] - large['pickup_s']:.1f}s), peak run RSS"
-                f" {large['rss_mib']:.0f} MiB"
-            )
-    backfill_s = large["wall_s"]
+            cycles = int((time.time() - first.created) // BACKFILL_DAEMON_INTERVAL_S) + 1
+            mid_cycle = first.created + BACKFILL_DAEMON_INTERVAL_S * (cycles + 0.5)
+            timed = run_backfill(services, large, not_before=mid_cycle)
+            print(f"(a) {timed.describe()}")
+        print(f"after: {load()}")
     print(
-        f"RESULT backfill_s={backfill_s:.1f} bare_s={bare_s:.1f} official_s={official_s:.1f}"
-        f" backfill_over_bare={backfill_s / bare_s:.2f}"
-        f" backfill_over_official={backfill_s / official_s:.2f}"
-        f" rss_96_over_24={large['rss_mib'] / small['rss_mib']:.2f}"
+        f"RESULT backfill_s={timed.wall_s:.1f} bare_s={bare_s:.1f} official_s={official_s:.1f}"
+        f" pickup_s={timed.pickup_s:.1f}"
+        f" after_pickup_over_bare={timed.after_pickup_s / bare_s:.2f}"
+        f" backfill_over_official={timed.wall_s / official_s:.2f}"
+        f" rss_96_over_24={timed.rss_mib / first.rss_mib:.2f}"
+        f" events_per_partition={timed.events / timed.partitions:.1f}"
     )
+
+
+def scale_benchmark(instruments: int, months: int, storages: list[str]) -> None:
+    symbols = -(-instruments // len(SCALE_EXCHANGES))
+    universe_instruments = [
+        Instrument(exchange, synthetic_symbol(n), "1d", "exchange")
+        for n in range(1, symbols + 1)
+        for exchange in SCALE_EXCHANGES
+    ][:instruments]
+    partitions = grid(universe_instruments, SCALE_MONTHS[:months])
+    sandbox_args = ["--today", TODAY.isoformat(), "--key", KEY, "--synthetic-symbols", str(symbols)]
+    results = []
+    with tempfile.TemporaryDirectory() as tmp, sandbox_process(sandbox_args) as api_url:
+        work = Path(tmp)
+        print(
+            f"sandbox at {api_url}; {len(universe_instruments)} instruments x {months} months"
+            f" of 1d = {len(partitions)} partitions"
+        )
+        print(f"before: {load()}")
+        bare(api_url, work / "warm", partitions[:200])  # warm-up: imports, connections
+        bare_s = bare(api_url, work / "bare", partitions)
+        print(f"(b) bare run_partition loop, {PARTITION_CONCURRENCY} threads: {bare_s:.1f}s")
+        universe = write_universe(work / "universe.yaml", universe_instruments)
+        for storage in storages:
+            home = work / f"dagster_home_{storage}"
+            with (
+                storage_instance(storage, home) as (config, storage_env),
+                dagster_services(
+                    home,
+                    instance_config=config,
+                    workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
+                    env={
+                        **location_env(api_url, work / f"warehouse_{storage}", universe),
+                        **storage_env,
+                    },
+                ) as services,
+            ):
+                done = run_backfill(services, partitions, timeout_s=7200.0, sample_s=0.5)
+            overhead_ms = (done.after_pickup_s - bare_s) / len(partitions) * 1000
+            print(
+                f"(a) {storage}: {done.describe()}; after pickup {done.after_pickup_s / bare_s:.2f}"
+                f" x bare, {overhead_ms:.0f} ms per partition over bare; {load()}"
+            )
+            results.append((storage, done, overhead_ms))
+    for storage, done, overhead_ms in results:
+        print(
+            f"RESULT scale_partitions={done.partitions}"
+            f" scale_over_bare={done.after_pickup_s / bare_s:.2f}"
+            f" overhead_ms_per_partition={overhead_ms:.0f} {storage}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", action="store_true", help="many light partitions instead")
+    parser.add_argument("--instruments", type=int, default=200, help="--scale: instruments")
+    parser.add_argument(
+        "--months", type=int, default=len(SCALE_MONTHS), choices=range(1, len(SCALE_MONTHS) + 1)
+    )
+    parser.add_argument(
+        "--storage", choices=("sqlite", "postgres"), action="append", help="--scale: default both"
+    )
+    args = parser.parse_args()
+    if args.scale:
+        scale_benchmark(args.instruments, args.months, args.storage or ["sqlite", "postgres"])
+    else:
+        default_benchmark()
 
 
 if __name__ == "__main__":
