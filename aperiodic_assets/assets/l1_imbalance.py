@@ -113,7 +113,7 @@ class L1ImbalanceConfig(dg.Config):
     # Check outputs are only optional in a subsettable multi-asset; needed for skipped months.
     can_subset=True,
     pool=API_POOL,
-    # One run per contiguous range of partitions (per instrument): run start-up is paid once.
+    # One run per contiguous range of partition keys: run start-up is paid once per range.
     backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=dg.RetryPolicy(
         max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
