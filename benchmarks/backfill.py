@@ -339,7 +339,6 @@ def default_benchmark() -> None:
             dagster_services(
                 work / "dagster_home",
                 instance_config=config,
-                workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
                 env=location_env(api_url, work / "warehouse", universe),
             ) as services,
         ):
@@ -390,7 +389,6 @@ def scale_benchmark(instruments: int, months: int, storages: list[str]) -> None:
                 dagster_services(
                     home,
                     instance_config=config,
-                    workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
                     env={
                         **location_env(api_url, work / f"warehouse_{storage}", universe),
                         **storage_env,

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     KEY,
     PARTITION_CONCURRENCY,
-    REPO_ROOT,
     TODAY,
     bare,
     load,
@@ -47,7 +46,7 @@ from aperiodic_assets.api import AperiodicClient  # noqa: E402
 from aperiodic_assets.demo import sandbox_process  # noqa: E402
 from aperiodic_assets.months import Month  # noqa: E402
 from aperiodic_assets.universe import Instrument  # noqa: E402
-from tests.dagster_services import dagster_services, load_yaml  # noqa: E402
+from tests.dagster_services import dagster_services  # noqa: E402
 
 MONTH = Month.of(datetime.now(UTC).date()).previous()  # what the schedule targets
 SYMBOLS = {
@@ -93,8 +92,6 @@ def rollover(api_url: str, work: Path) -> tuple[float, int]:
     env["APERIODIC_SCHEDULE_CRON"] = "* * * * *"
     with dagster_services(
         home,
-        instance_config=load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml"),
-        workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
         env=env,
         start_daemon=False,
     ) as services:

@@ -318,8 +318,8 @@ def _backfill_id(result: Mapping[str, Any]) -> str:
 def dagster_services(
     home: Path,
     *,
-    instance_config: Mapping[str, Any],
-    workspace: Mapping[str, Any],
+    instance_config: Mapping[str, Any] | None = None,
+    workspace: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path = REPO_ROOT,
     start_daemon: bool = True,
@@ -327,13 +327,16 @@ def dagster_services(
 ) -> Iterator[DagsterServices]:
     """Webserver and daemon on ``home`` (an empty folder), stopped on exit whatever happens.
 
-    ``instance_config`` becomes ``home/dagster.yaml`` and ``workspace`` ``home/workspace.yaml``;
+    ``instance_config`` becomes ``home/dagster.yaml`` and ``workspace`` ``home/workspace.yaml``
+    (default: the repository's own dagster_home/dagster.yaml and workspace.yaml);
     ``env`` is added to this process's environment (DAGSTER_HOME is set here). Yields once the
     webserver has loaded every code location and the daemon was started; with
     ``start_daemon=False`` the caller starts it (:meth:`DagsterServices.start_daemon`).
     """
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
+    instance_config = instance_config or load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml")
+    workspace = workspace or load_yaml(REPO_ROOT / "workspace.yaml")
     (home / "dagster.yaml").write_text(yaml.safe_dump(dict(instance_config), sort_keys=False))
     workspace_file = home / "workspace.yaml"
     workspace_file.write_text(yaml.safe_dump(dict(workspace), sort_keys=False))

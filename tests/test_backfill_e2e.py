@@ -23,7 +23,7 @@ from aperiodic_assets.sandbox import RemoteSandbox
 from aperiodic_assets.universe import Instrument
 
 from .conftest import BTC_1H, KEY, TODAY
-from .dagster_services import REPO_ROOT, DagsterServices, dagster_services, load_yaml
+from .dagster_services import DagsterServices, dagster_services
 
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 RANGE_START = "dagster/asset_partition_range_start"
@@ -198,8 +198,6 @@ def services(tmp_path: Path, sandbox_url: str, monkeypatch) -> DagsterServices:
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # for reading the instance from this process
     with dagster_services(
         home,
-        instance_config=load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml"),
-        workspace=load_yaml(REPO_ROOT / "workspace.yaml"),
         env=env,
         start_daemon=False,
     ) as running:
