@@ -103,7 +103,6 @@ class Tick:
 
     months: list[Month]
     settings: SensorSettings
-    now: float
 
     def list_instruments(
         self, client: AperiodicClient, instruments: Sequence[Instrument], deadline: float
@@ -176,7 +175,7 @@ def evaluate(
     deadline = started_at + settings.budget_s
     now = time.time()
     cursor = watch.WatchCursor.load(context.cursor)
-    tick = Tick(watched_months(current, settings.lookback_months), settings, now)
+    tick = Tick(watched_months(current, settings.lookback_months), settings)
 
     order = _rotate(instruments, cursor.next_instrument)
     listed, errors, started = tick.list_instruments(client, order, deadline)

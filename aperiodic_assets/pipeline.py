@@ -15,13 +15,12 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from .api import AperiodicClient, FileInfo, SourceFile, files_identity
+from .api import AperiodicClient, FileInfo, SourceFile, file_token, files_identity
 from .assemble import AssemblyError, Part, assemble
 from .months import Month
 from .universe import Instrument
 from .validation import ValidationConfig, ValidationReport, validate
 from .warehouse import Warehouse, WrittenPartition
-from .watch import file_token
 
 _K = TypeVar("_K")
 _R = TypeVar("_R")
@@ -76,8 +75,8 @@ class PartitionOutcome:
 
     @property
     def source_identity(self) -> str:
-        """Identity of the files this partition was built from (see api.files_identity)."""
-        return files_identity((s.info.label, s.etag or "", len(s.data)) for s in self.sources)
+        """One digest of the files this partition was built from (see api.files_identity)."""
+        return files_identity(self.source_stamps)
 
 
 def run_partition(

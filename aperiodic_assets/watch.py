@@ -26,11 +26,6 @@ from .api import FileInfo, FileStamp
 REQUEST_EXPIRY_S = 6 * 3600.0
 
 
-def file_token(etag: str | None, size: int) -> str:
-    """A file's identity as a sensor probe and a download both see it: ETag (unquoted) and size."""
-    return f"{(etag or '').strip(chr(34))}:{size}"
-
-
 def _digest(parts: Iterable[str]) -> str:
     return hashlib.sha256("\n".join(sorted(parts)).encode()).hexdigest()[:12]
 
@@ -160,9 +155,8 @@ def republished(
     changed: dict[str, list[str]] = {}
     for w, stamp in probed:
         assert w.materialized is not None
-        token = file_token(stamp.etag, stamp.size)
-        if w.materialized.files.get(stamp.label) != token:
-            changed.setdefault(w.key, []).append(f"{stamp.label}={token}")
+        if w.materialized.files.get(stamp.label) != stamp.token:
+            changed.setdefault(w.key, []).append(f"{stamp.label}={stamp.token}")
     requests = []
     for key, files in sorted(changed.items()):
         token = "republished:" + _digest(files)

@@ -179,13 +179,11 @@ def sensor_ticks(work: Path) -> tuple[float, float, str]:
 
 
 def _stamps(client: AperiodicClient, instrument: Instrument, months: list[Month]):
-    from aperiodic_assets.watch import file_token
-
     out = {}
     for month in months:
         stamps = client.probe_month(instrument, month)
         if stamps:
-            out[month.key] = {s.label: file_token(s.etag, s.size) for s in stamps}
+            out[month.key] = {s.label: s.token for s in stamps}
     return out
 
 

@@ -20,7 +20,7 @@ from .errors import (
     TransientError,
     UrlExpiredError,
 )
-from .files import FileInfo, FileStamp, SourceFile, files_identity, redact
+from .files import FileInfo, FileStamp, SourceFile, file_token, files_identity, redact
 from .retrying import RETRYABLE_STATUS, RetryConfig
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "SourceFile",
     "TransientError",
     "UrlExpiredError",
+    "file_token",
     "files_identity",
     "redact",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -85,12 +85,18 @@ class FileStamp:
     size: int
     last_modified: str
 
+    @property
+    def token(self) -> str:
+        return file_token(self.etag, self.size)
 
-def files_identity(files: Iterable[tuple[str, str, int]]) -> str:
-    """A short digest of a month's files as (label, ETag, size): changes when one is republished.
 
-    The sensor computes it from probes (one-byte ranged GETs), the asset from what it downloaded,
-    so a partition materialized from the same files is recognised without downloading anything.
-    """
-    text = "\n".join(f"{label} {etag.strip(chr(34))} {size}" for label, etag, size in sorted(files))
+def file_token(etag: str | None, size: int) -> str:
+    """A file's identity as a probe and a download both see it: ETag (unquoted) and size."""
+    return f"{(etag or '').strip(chr(34))}:{size}"
+
+
+def files_identity(tokens: Mapping[str, str]) -> str:
+    """A short digest of a month's files (label -> :func:`file_token`): changes when one is
+    republished."""
+    text = "\n".join(f"{label} {token}" for label, token in sorted(tokens.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
