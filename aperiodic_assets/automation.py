@@ -30,6 +30,8 @@ from .partitions import UNIVERSE, l1_partitions, month_partitions, partition_key
 from .resources import AperiodicResource
 from .universe import Instrument
 
+#: Tag on what the automation requests, naming which of it did (the sensor or the schedule).
+TRIGGER_TAG = "aperiodic/trigger"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -217,7 +219,7 @@ def evaluate(
         context.log.info(f"requesting {r.key}: {r.reason}")
     if len(requests) > shown:
         context.log.info(f"... and {len(requests) - shown} more partitions")
-    tags = {"aperiodic/trigger": "new_month_sensor", "aperiodic/partitions": str(len(requests))}
+    tags = {TRIGGER_TAG: "new_month_sensor", "aperiodic/partitions": str(len(requests))}
     return dg.SensorResult(
         run_requests=[
             backfill_request(L1_IMBALANCE, l1_partitions, [r.key for r in requests], tags)
@@ -254,7 +256,7 @@ def schedule_requests(month: Month, instruments: Iterable[Instrument]) -> list[d
         l1_partitions,
         keys,
         run_key=f"scheduled:{month}",
-        tags={"aperiodic/trigger": "monthly_schedule", "aperiodic/month": month.key},
+        tags={TRIGGER_TAG: "monthly_schedule", "aperiodic/month": month.key},
     )
 
 

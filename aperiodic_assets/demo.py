@@ -122,6 +122,8 @@ def _materialize_downstream(instance, months, landed_rows) -> str:
 
 
 def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, str]:
+    from .assets.reporting import WARNINGS_TAG
+
     row = {"instrument": instrument, "month": month, "status": "ok" if result.success else "FAILED"}
     events = result.get_asset_materialization_events()
     if events:
@@ -137,7 +139,7 @@ def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, s
         if checks:
             passed = sum(c.passed for c in checks)
             row["checks"] = f"{passed}/{len(checks)}"
-        row["warnings"] = mat.tags.get("aperiodic/warnings", "")
+        row["warnings"] = mat.tags.get(WARNINGS_TAG, "")
         row["through"] = str(meta.get("through", ""))
     elif result.success:
         row["status"] = "no file"

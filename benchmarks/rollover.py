@@ -43,6 +43,8 @@ from common import (  # noqa: E402
 )
 
 from aperiodic_assets.api import AperiodicClient  # noqa: E402
+from aperiodic_assets.assets.reporting import SOURCE_STAMPS  # noqa: E402
+from aperiodic_assets.automation import TRIGGER_TAG  # noqa: E402
 from aperiodic_assets.demo import sandbox_process  # noqa: E402
 from aperiodic_assets.months import Month  # noqa: E402
 from aperiodic_assets.universe import Instrument  # noqa: E402
@@ -104,7 +106,7 @@ def rollover(api_url: str, work: Path) -> tuple[float, int]:
         assert started["__typename"] == "ScheduleStateResult", started
         tick = (int(time.time()) // 60 + 1) * 60  # the next minute boundary
         services.start_daemon()
-        filter_ = {"tags": [{"key": "aperiodic/trigger", "value": "monthly_schedule"}]}
+        filter_ = {"tags": [{"key": TRIGGER_TAG, "value": "monthly_schedule"}]}
 
         def finished():
             runs = services.graphql(RUNS, {"filter": filter_})["runsOrError"]["results"]
@@ -161,7 +163,7 @@ def sensor_ticks(work: Path) -> tuple[float, float, str]:
                         dg.AssetMaterialization(
                             asset_key=["aperiodic", "l1_imbalance"],
                             partition=f"{instrument.key}|{month}",
-                            metadata={"source_stamps": dg.MetadataValue.json(files)},
+                            metadata={SOURCE_STAMPS: dg.MetadataValue.json(files)},
                         )
                     )
             start = time.perf_counter()
