@@ -22,6 +22,8 @@ from .universe import Instrument
 from .validation import ValidationConfig, ValidationReport, validate
 from .warehouse import Warehouse, WrittenPartition
 
+#: Days after a month's end during which its last daily files count as not yet published.
+CLOSE_GRACE_DAYS = 3
 _K = TypeVar("_K")
 _R = TypeVar("_R")
 
@@ -118,19 +120,27 @@ def run_partition(
 
 
 def expected_window(
-    month: Month, files: Sequence[FileInfo], today: date, listed: date | None = None
+    month: Month,
+    files: Sequence[FileInfo],
+    today: date,
+    listed: date | None = None,
+    close_grace_days: int = CLOSE_GRACE_DAYS,
 ) -> tuple[datetime, datetime]:
     """The span [start, end) a month's data must cover, naive UTC.
 
-    It starts at the month's first day, or the instrument's listing day if later. A month that
-    is over must reach its end. A month still in progress ends where its published files end:
-    after the newest daily file's day (rows on or after the first unpublished day are an error,
-    missing intervals before it are gaps), or at ``today`` when only a monthly file is out.
+    It starts at the month's first day, or the instrument's listing day if later. A month still
+    in progress ends where its published files end: after the newest daily file's day (rows on
+    or after the first unpublished day are an error, missing intervals before it are gaps), or
+    at ``today`` when only a monthly file is out. A month that is over ends there too for
+    ``close_grace_days`` after its end, since its last daily files come out after midnight (and
+    a run may list before midnight and validate after): days not published yet are not gaps.
+    After the grace period the month must reach its end, and missing days are a warning.
     """
     start = month.start if listed is None else max(month.start, _midnight(listed))
-    if month.end <= _midnight(today):
-        return start, month.end
     days = [f.day for f in files if f.day]
+    closed = month.end <= _midnight(today)
+    if closed and (not days or month.end + timedelta(days=close_grace_days) <= _midnight(today)):
+        return start, month.end
     end = _midnight(month.first_day.replace(day=max(days)) + timedelta(days=1)) if days else None
     end = min(month.end, end or _midnight(today))
     return min(start, end), end

@@ -19,8 +19,27 @@ def daily(*days: int) -> list[FileInfo]:
     return [FileInfo(2026, 11, d, f"http://127.0.0.1/{d}.parquet") for d in days]
 
 
-def test_a_month_that_is_over_must_reach_its_end_even_if_its_last_day_is_missing():
-    window = expected_window(NOVEMBER, daily(*range(1, 30)), today=date(2026, 12, 1))
+@pytest.mark.parametrize("today", [date(2026, 12, 1), date(2026, 12, 3)])
+def test_a_month_just_over_ends_at_its_newest_daily_file_during_the_grace_period(today):
+    """The last day's file comes out after midnight: not published yet is not a gap."""
+    window = expected_window(NOVEMBER, daily(*range(1, 30)), today=today)
+    assert window == (datetime(2026, 11, 1), datetime(2026, 11, 30))
+
+
+@pytest.mark.parametrize("today", [date(2026, 12, 4), date(2027, 3, 1)])
+def test_after_the_grace_period_a_month_that_is_over_must_reach_its_end(today):
+    window = expected_window(NOVEMBER, daily(*range(1, 30)), today=today)
+    assert window == (datetime(2026, 11, 1), datetime(2026, 12, 1))
+
+
+def test_a_month_that_is_over_with_a_monthly_file_must_reach_its_end_at_once():
+    monthly = [FileInfo(2026, 11, None, "http://127.0.0.1/11.parquet")]
+    window = expected_window(NOVEMBER, monthly, today=date(2026, 12, 1))
+    assert window == (datetime(2026, 11, 1), datetime(2026, 12, 1))
+
+
+def test_a_complete_month_is_complete_on_the_first_day_after_it():
+    window = expected_window(NOVEMBER, daily(*range(1, 31)), today=date(2026, 12, 1))
     assert window == (datetime(2026, 11, 1), datetime(2026, 12, 1))
 
 
