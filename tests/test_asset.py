@@ -69,13 +69,18 @@ def test_a_month_not_yet_published_materializes_nothing(sandbox, resources, inst
 
 
 @pytest.mark.parametrize(
-    "month",
-    [Month(2026, 7), Month(2026, 8), Month(2026, 9)],
-    ids=["monthly", "transition", "daily"],  # 2026-08: a monthly file for the 1st-10th, then days
+    ("month", "daily_from"),
+    [
+        (Month(2026, 7), date(2026, 8, 1)),
+        (Month(2026, 8), date(2026, 8, 11)),  # a monthly file for the 1st-10th, then days
+        (Month(2026, 9), date(2026, 8, 1)),
+    ],
+    ids=["monthly", "mixed", "daily"],
 )
 def test_official_client_returns_exactly_the_rows_we_write(
-    month: Month, sandbox, resources, instance, warehouse: Warehouse
+    month: Month, daily_from: date, sandbox, resources, instance, warehouse: Warehouse
 ):
+    sandbox.set_daily_from(daily_from)
     assert materialize(BTC_1H, month, resources, instance).success
     ours = pq.read_table(warehouse.uri(BTC_1H, month)).to_pandas()
     theirs = aperiodic.get_metrics(

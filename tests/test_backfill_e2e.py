@@ -267,7 +267,7 @@ def test_ui_backfill_lands_every_partition_and_reexecutes_only_the_failed_one(
     fetched = [r for r in sandbox.requests()[before:] if r["kind"] in ("list", "download")]
     assert {r["client"] for r in fetched if r["kind"] == "list"} == {run["runId"]}
     downloads = {r["path"] for r in fetched if r["kind"] == "download"}
-    # August 2026 is a monthly file for the 1st-10th plus one daily file per day from the 11th.
+    # August 2026 is one daily file per day (the sandbox's default layout, as Aperiodic's).
     august = "/files/l1_imbalance/binance-futures/perpetual-BTC-USDT%3AUSDT/1h/exchange/2026/08"
-    assert downloads == {f"{august}.parquet"} | {f"{august}/{d}.parquet" for d in range(11, 32)}
+    assert downloads == {f"{august}/{d:02d}.parquet" for d in range(1, 32)}
     assert set(materialization_counts(instance, keys(GOOD_MONTHS + MIXED_MONTHS)).values()) == {1}

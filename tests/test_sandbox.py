@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 import aperiodic
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -247,30 +246,54 @@ def test_days_from_daily_from_on_are_daily_files(sb: Sandbox):
     ]
 
 
-def test_list_is_chronological_with_a_monthly_file_before_daily_files(sb: Sandbox):
-    files = files_of(sb, start_date="2026-06-20", end_date="2026-08-12")
-    assert labels(files) == [(2026, 6), (2026, 7), (2026, 8), (2026, 8, 11), (2026, 8, 12)]
+def test_list_is_chronological_monthly_files_then_daily_files(sb: Sandbox):
+    files = files_of(sb, start_date="2026-06-20", end_date="2026-08-02")
+    assert labels(files) == [(2026, 6), (2026, 7), (2026, 8, 1), (2026, 8, 2)]
 
 
-def test_by_default_august_2026_is_aperiodics_transition_month(sb: Sandbox):
-    """Monthly files up to 2026-08-10, one file per day from 2026-08-11, as Aperiodic serves."""
-    assert SandboxConfig().daily_from == date(2026, 8, 11)
+def test_by_default_july_2026_is_the_last_monthly_file_and_august_is_all_daily(sb: Sandbox):
+    """Monthly files up to 2026-07-31, one file per day from 2026-08-01, no mixed month."""
+    assert SandboxConfig().daily_from == date(2026, 8, 1)
+    (july,) = files_of(sb, start_date="2026-07-01", end_date="2026-07-31")
+    assert (july["year"], july["month"]) == (2026, 7) and "day" not in july
+    assert table_of(download(july["url"]).content).num_rows == 31 * 24
     files = files_of(sb, start_date="2026-08-01", end_date="2026-08-31")
-    assert labels(files) == [(2026, 8)] + [(2026, 8, d) for d in range(11, 32)]
-    monthly = table_of(download(files[0]["url"]).content)
-    times = monthly.column("time").to_numpy()
-    assert times[0] == np.datetime64("2026-08-01T00:00")
-    assert times[-1] == np.datetime64("2026-08-10T23:00")
-    assert monthly.num_rows == 10 * 24
-    daily = table_of(download(files[1]["url"]).content)
-    assert daily.column("time").to_numpy()[0] == np.datetime64("2026-08-11T00:00")
-    # A range that only touches the daily part of the transition month lists no monthly file.
-    assert labels(files_of(sb, start_date="2026-08-20", end_date="2026-08-21")) == [
-        (2026, 8, 20),
-        (2026, 8, 21),
-    ]
-    # One that only touches its first days lists only the monthly file.
-    assert labels(files_of(sb, start_date="2026-08-03", end_date="2026-08-10")) == [(2026, 8)]
+    assert labels(files) == [(2026, 8, d) for d in range(1, 32)]
+    first = table_of(download(files[0]["url"]).content)
+    assert first.num_rows == 24
+    assert first.column("time").to_numpy()[0] == np.datetime64("2026-08-01T00:00")
+    around = files_of(sb, start_date="2026-07-31", end_date="2026-08-01")
+    assert labels(around) == [(2026, 7), (2026, 8, 1)]
+
+
+def test_a_daily_from_other_than_a_first_makes_a_mixed_month():
+    """The older record's layout (monthly to 2026-08-10, daily from the 11th) still works."""
+    with Sandbox(SandboxConfig(today=TODAY, daily_from=date(2026, 8, 11))) as mixed:
+        files = files_of(mixed, start_date="2026-08-01", end_date="2026-08-31")
+        assert labels(files) == [(2026, 8)] + [(2026, 8, d) for d in range(11, 32)]
+        monthly = table_of(download(files[0]["url"]).content)
+        times = monthly.column("time").to_numpy()
+        assert times[0] == np.datetime64("2026-08-01T00:00")
+        assert times[-1] == np.datetime64("2026-08-10T23:00")
+        assert monthly.num_rows == 10 * 24
+        daily = table_of(download(files[1]["url"]).content)
+        assert daily.column("time").to_numpy()[0] == np.datetime64("2026-08-11T00:00")
+        # A range that only touches the daily part of the mixed month lists no monthly file.
+        assert labels(files_of(mixed, start_date="2026-08-20", end_date="2026-08-21")) == [
+            (2026, 8, 20),
+            (2026, 8, 21),
+        ]
+        # One that only touches its first days lists only the monthly file.
+        assert labels(files_of(mixed, start_date="2026-08-03", end_date="2026-08-10")) == [
+            (2026, 8)
+        ]
+        # Chronological: a month's monthly file before its daily files.
+        assert labels(files_of(mixed, start_date="2026-07-20", end_date="2026-08-12")) == [
+            (2026, 7),
+            (2026, 8),
+            (2026, 8, 11),
+            (2026, 8, 12),
+        ]
 
 
 def test_month_served_as_one_monthly_file_equals_the_same_month_served_daily():
@@ -642,7 +665,8 @@ def test_republish_changes_bytes_and_etag_and_revision_zero_restores_them(sb: Sa
     assert download(first_url(sb)).content == before.content
 
 
-def test_republish_applies_to_every_file_of_a_transition_month(sb: Sandbox):
+def test_republish_applies_to_every_file_of_a_mixed_month(sb: Sandbox):
+    sb.set_daily_from(date(2026, 8, 11))
     monthly = {"start_date": "2026-08-05", "end_date": "2026-08-05"}
     daily = {"start_date": "2026-08-20", "end_date": "2026-08-20"}
     before = [download(first_url(sb, **part)).headers["ETag"] for part in (monthly, daily)]
@@ -940,7 +964,7 @@ def test_admin_http_endpoints_steer_the_sandbox(sb: Sandbox):
     assert post("reset_log", {}).status_code == 200
     assert [r["kind"] for r in sb.requests()] == ["admin"]
     state = requests.get(admin + "state", timeout=TIMEOUT).json()
-    assert state["today"] == "2026-09-03" and state["daily_from"] == "2026-08-11"
+    assert state["today"] == "2026-09-03" and state["daily_from"] == "2026-08-01"
 
 
 def test_admin_endpoints_reject_bad_requests_with_json_errors(sb: Sandbox):
@@ -992,34 +1016,6 @@ def test_every_steering_action_is_a_method_of_both_handles_and_an_admin_endpoint
     for name, action in ACTIONS.items():
         assert callable(getattr(Sandbox, name)) and callable(getattr(RemoteSandbox, name)), name
         assert BY_PATH[action.path] is action
-
-
-# --- the official client ------------------------------------------------------------------------
-
-
-def test_official_client_reads_the_sandbox_unchanged(sb: Sandbox):
-    expected = generate(BN, BTC, "1h", "exchange", date(2026, 7, 1), date(2026, 9, 1)).to_pandas()
-    common = {
-        "metric": "l1_imbalance",
-        "timestamp": "exchange",
-        "interval": "1h",
-        "exchange": BN,
-        "symbol": BTC,
-        "start_date": date(2026, 7, 1),
-        "end_date": date(2026, 8, 31),
-        "base_url": sb.base_url,
-        "output": "pandas",
-        "show_progress": False,
-    }
-    frame = aperiodic.get_metrics(api_key=KEY, **common)
-    pd.testing.assert_frame_equal(frame, expected)
-    preview = aperiodic.get_metrics(preview=True, **common)
-    pd.testing.assert_frame_equal(preview, expected)
-    symbols = aperiodic.get_symbols(api_key=KEY, exchange=OKX, base_url=sb.base_url)
-    assert BTC in symbols and ETH in symbols
-    kinds = [r["kind"] for r in sb.requests()]
-    # July, then August: a monthly file for the 1st-10th and 21 daily files.
-    assert kinds.count("download") == 2 * (1 + 1 + 21) and kinds.count("list") == 2
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -1138,7 +1134,7 @@ def test_cli_takes_key_clock_faults_from_flags_and_environment_and_never_logs_se
         assert get().status_code == 502
         assert get().status_code == 429
         listed = get().json()["files"]
-        assert labels(listed) == [(2026, 8)]
+        assert labels(listed) == [(2026, 8, 1), (2026, 8, 2)]
         assert "X-Amz-Expires=60" in listed[0]["url"]
         assert download(listed[0]["url"]).status_code == 200
         remote = RemoteSandbox(base_url)

@@ -65,8 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--daily-from",
         type=_date,
         default=defaults.daily_from,
-        help="first day served as daily files; the days of its month before it are one monthly"
-        " file (default %(default)s, as Aperiodic)",
+        help="first day served as daily files, monthly files before it (default %(default)s, as"
+        " Aperiodic); a day other than the 1st makes its month mixed: a monthly file, then days",
     )
     parser.add_argument(
         "--url-ttl", type=int, default=defaults.url_ttl_s, help="presigned URL lifetime, seconds"

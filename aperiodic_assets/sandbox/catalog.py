@@ -1,7 +1,8 @@
 """What the sandbox publishes: exchanges, symbols with listing dates, and which files exist.
 
-Owns the file layout rules (monthly files before ``daily_from``, daily files from it on, a
-transition month made of both, nothing before a symbol's listing day or on/after "today") and the
+Owns the file layout rules (monthly files before ``daily_from``, daily files from it on, a mixed
+month made of both when ``daily_from`` is not a 1st, nothing before a symbol's listing day or
+on/after "today") and the
 object paths that file URLs point at. Pure and clock-free: the caller passes ``today``.
 :data:`LISTINGS` holds realistic instruments; :func:`build_listings` adds synthetic ones, served
 like the real ones, for scale tests that need many instruments. Never imports dagster.
@@ -160,8 +161,10 @@ class Calendar:
     """The publication rules at one moment: files exist for days before ``today``.
 
     Months before ``daily_from`` are published as one monthly file, days from ``daily_from`` on as
-    daily files. When ``daily_from`` is not the 1st, its month is a transition month: a monthly
-    file for the days before it plus daily files for the rest (Aperiodic's August 2026).
+    daily files. Aperiodic switches on a 1st (2026-08-01), so no month mixes the two; when
+    ``daily_from`` is not a 1st, its month is a mixed month: a monthly file for the days before
+    it plus daily files for the rest (what an older record of the service described, and an order
+    the official client still pins).
     """
 
     today: date

@@ -33,8 +33,10 @@ class SandboxConfig:
     api_key: str = "sandbox"
     #: The sandbox clock: files exist for days before it. ``None`` = the real UTC date, always.
     today: date | None = None
-    #: Aperiodic serves monthly files up to 2026-08-10 and one file per day from 2026-08-11 on.
-    daily_from: date = date(2026, 8, 11)
+    #: Aperiodic serves monthly files up to 2026-07-31 and one file per day from 2026-08-01 on,
+    #: never both in one month. A day other than the 1st makes its month a mixed month (a monthly
+    #: file for the days before it, then daily files), which the official client still handles.
+    daily_from: date = date(2026, 8, 1)
     url_ttl_s: int = 300
     host: str = "127.0.0.1"
     port: int = 0
