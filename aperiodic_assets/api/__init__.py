@@ -17,6 +17,7 @@ from .errors import (
     DisallowedHostError,
     DownloadRejectedError,
     NotFoundError,
+    PlanError,
     TransientError,
     UrlExpiredError,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "FileInfo",
     "FileStamp",
     "NotFoundError",
+    "PlanError",
     "RetryConfig",
     "SourceFile",
     "TransientError",

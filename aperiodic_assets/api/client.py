@@ -1,15 +1,19 @@
 """AperiodicClient: lists, probes and downloads l1_imbalance files from the Aperiodic data API.
 
 Owns the requests: the file list, one-byte probes and streamed downloads through presigned URLs,
-the download host allow-list, size and length checks, Parquet decoding, HTTP statuses mapped to
-typed errors, and one fresh listing when URLs have expired. How often a call is tried again is
-retrying.py's job. Never imports dagster, and never lets the API key or a URL's query string
+the download host allow-list (redirects included), size and length checks, Parquet decoding,
+HTTP statuses mapped to typed errors, one fresh listing when URLs have expired, and deadlines
+for callers with a time budget (``bounded``). How often a call is tried again is retrying.py's
+job. Never imports dagster, and never lets the API key or a URL's query string
 (the presigned signature) into a log line or an exception message.
 """
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import io
+import json
 import logging
 import re
 import tempfile
@@ -18,7 +22,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from typing import IO, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,15 +40,24 @@ from .errors import (
     TransientError,
     UrlExpiredError,
     _CorruptParquet,
+    _OutOfTime,
     _Retryable,
     _ShortBody,
     _Transport,
 )
-from .files import FileInfo, FileStamp, SourceFile
+from .files import FileInfo, FileStamp, SourceFile, redact
 from .retrying import RETRYABLE_STATUS, RetryConfig, RetryPolicy, _parse_retry_after
 
 DEFAULT_API_URL = "https://aperiodic.io/api/v1"
-DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("*.aperiodic.io", "aperiodic.io")
+#: Aperiodic's hosts and Cloudflare R2's presigned endpoint, ``<account>.r2.cloudflarestorage.com``.
+DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = (
+    "*.aperiodic.io",
+    "aperiodic.io",
+    "*.r2.cloudflarestorage.com",
+)
+#: Redirects followed on downloads and probes (each hop a GET), and how many in a row.
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 3
 _CHUNK = 1 << 16
 #: The object's total size in the answer to a ranged GET: ``bytes 0-0/12345``.
 _CONTENT_RANGE_TOTAL = re.compile(r"bytes\s+\d+-\d+/(\d+)")
@@ -85,6 +98,8 @@ class AperiodicClient:
         self.max_concurrent_downloads = max(1, max_concurrent_downloads)
         self.log = logger or log
         self._retries = RetryPolicy(self.retry, self.log, sleep)
+        #: A ``time.monotonic()`` value every call must finish by; set on views by :meth:`bounded`.
+        self._deadline: float | None = None
         self._session = requests.Session()
         pool = HTTPAdapter(pool_maxsize=max(1, max_connections or self.max_concurrent_downloads))
         for scheme in ("http://", "https://"):
@@ -99,6 +114,20 @@ class AperiodicClient:
     def close(self) -> None:
         self._session.close()
 
+    def bounded(self, deadline: float) -> AperiodicClient:
+        """This client with a hard ``deadline`` (a ``time.monotonic()`` value) on every call.
+
+        For callers with a time budget, such as a sensor tick. Each call's retry budget is the
+        time left; no wait (backoff or Retry-After) starts that would end after the deadline,
+        so the call fails at once with TransientError (``retry_after_s`` set when the server
+        asked for the wait); connect and read timeouts, each read of a body included, are cut
+        to the time left. The view shares this client's connections and may serve several
+        threads; close the client, not the view. A view of a view keeps the earlier deadline.
+        """
+        view = copy.copy(self)
+        view._deadline = deadline if self._deadline is None else min(deadline, self._deadline)
+        return view
+
     # ---------------------------------------------------------------------------------- listing
     def list_files(self, instrument: Instrument, start: date, end: date) -> list[FileInfo]:
         """Files overlapping ``[start, end]`` (inclusive), in chronological order."""
@@ -112,13 +141,18 @@ class AperiodicClient:
         }
         url = f"{self.api_url}/data/{METRIC}"
         where = f"list {instrument.key} {start}..{end}"
+        requested = f"{METRIC} at interval {instrument.interval} on {instrument.exchange}"
 
         def attempt() -> list[FileInfo]:
-            response = self._get(url, params=params, headers={"X-API-KEY": self._api_key})
+            response = self._get(
+                url, params=params, headers={"X-API-KEY": self._api_key}, stream=True
+            )
             with response:
-                self._raise_for_status(response, where)
+                self._raise_for_status(response, where, requested)
+                text = io.BytesIO()
+                self._stream(response, text, where)
                 try:
-                    body = response.json()
+                    body = json.loads(text.getvalue())
                     files = [
                         FileInfo(int(f["year"]), int(f["month"]), f.get("day"), str(f["url"]))
                         for f in body["files"]
@@ -129,7 +163,7 @@ class AperiodicClient:
                     ) from None
             return sorted(files, key=lambda f: f.sort_key)
 
-        return self._retries.run(where, attempt)
+        return self._retries.run(where, attempt, self._deadline)
 
     def list_month(self, instrument: Instrument, month: Month) -> list[FileInfo]:
         """The files that make up ``month``: one monthly file, daily files, or both."""
@@ -151,20 +185,18 @@ class AperiodicClient:
         Not HEAD: a presigned URL is signed for GET only, and S3/R2 refuse HEAD on it with 403.
         A 403 raises UrlExpiredError at once: only a fresh listing can help.
         """
-        self._check_host(info)
+        self._check_host(info, info.url)
         where = f"probe {info.label} at {info.location}"
 
         def attempt() -> FileStamp:
-            response = self._get(info.url, stream=True, headers={"Range": "bytes=0-0"})
+            response = self._get_file(info, where, headers={"Range": "bytes=0-0"})
             with response:
                 self._raise_for_file_status(response, where)
                 headers = response.headers
                 if response.status_code == 206:
                     size = _range_total(headers.get("Content-Range", ""), where)
-                    try:  # the one byte: a fully read response returns its connection to the pool
-                        response.raw.read(1)
-                    except Exception as exc:  # urllib3 ProtocolError, ReadTimeoutError, resets
-                        raise _Transport(type(exc).__name__) from None
+                    # the one byte: a fully read response returns its connection to the pool
+                    self._read(response, 1)
                 else:  # the server ignored Range: the whole file follows, so leave it unread
                     size = int(headers.get("Content-Length") or 0)
                 return FileStamp(
@@ -174,7 +206,7 @@ class AperiodicClient:
                     last_modified=headers.get("Last-Modified", ""),
                 )
 
-        return self._retries.run(where, attempt)
+        return self._retries.run(where, attempt, self._deadline)
 
     # -------------------------------------------------------------------------------- downloads
     def fetch_month(self, instrument: Instrument, month: Month) -> list[SourceFile]:
@@ -186,7 +218,7 @@ class AperiodicClient:
 
         A 403 raises UrlExpiredError at once; :meth:`fetch_month` lists the files again.
         """
-        self._check_host(info)
+        self._check_host(info, info.url)
         where = f"download {info.label} from {info.location}"
         corrupt_seen = 0
 
@@ -203,7 +235,7 @@ class AperiodicClient:
                     ) from None
                 raise
 
-        return self._retries.run(where, attempt)
+        return self._retries.run(where, attempt, self._deadline)
 
     def _each_file(
         self, instrument: Instrument, month: Month, work: Callable[[FileInfo], _T]
@@ -252,7 +284,7 @@ class AperiodicClient:
     ) -> tuple[dict[str, _T], list[FileInfo]]:
         """``work`` on every file, a few at a time: results by label, and the refused files."""
         for f in files:  # all hosts before any request: one foreign URL stops the whole month
-            self._check_host(f)
+            self._check_host(f, f.url)
         if not files:
             return {}, []
         with ThreadPoolExecutor(min(self.max_concurrent_downloads, len(files))) as pool:
@@ -266,20 +298,41 @@ class AperiodicClient:
                 refused.append(info)
         return results, refused
 
-    def _check_host(self, info: FileInfo) -> None:
-        parts = urlsplit(info.url)
+    def _check_host(self, info: FileInfo, url: str) -> None:
+        """Refuse ``url`` (``info``'s own or a redirect's) unless its host is allowed."""
+        parts = urlsplit(url)
         host = parts.hostname or ""
         if parts.scheme not in ("http", "https") or not any(
             fnmatch.fnmatch(host, pattern) for pattern in self.allowed_hosts
         ):
+            source = "the file list" if url == info.url else "a redirect"
             raise DisallowedHostError(
-                f"file {info.label}: the file list points at {parts.scheme}://{host}, which is not"
+                f"file {info.label}: {source} points at {parts.scheme}://{host}, which is not"
                 f" an allowed download host ({', '.join(self.allowed_hosts)}); nothing was"
-                " downloaded. If this host is legitimate, add it to allowed_hosts."
+                " requested from it. If this host is legitimate, add it to allowed_hosts."
             )
 
+    def _get_file(self, info: FileInfo, where: str, **kwargs: Any) -> requests.Response:
+        """GET a file's URL (streamed), following up to ``_MAX_REDIRECTS`` redirects.
+
+        Each hop's host is checked before it is requested, and no hop carries credentials.
+        """
+        url = info.url
+        for _ in range(_MAX_REDIRECTS + 1):
+            self._check_host(info, url)
+            response = self._get(url, stream=True, auth=_no_credentials, **kwargs)
+            location = response.headers.get("Location")
+            if response.status_code not in _REDIRECTS or not location:
+                return response
+            response.close()
+            url = urljoin(url, location)
+        raise AperiodicError(
+            f"{where}: more than {_MAX_REDIRECTS} redirects in a row (the last to"
+            f" {redact(url)}); the file host is misconfigured, report it to Aperiodic."
+        )
+
     def _download_once(self, info: FileInfo, where: str) -> SourceFile:
-        response = self._get(info.url, stream=True)
+        response = self._get_file(info, where)
         with response:
             self._raise_for_file_status(response, where)
             announced = response.headers.get("Content-Length")
@@ -299,7 +352,8 @@ class AperiodicClient:
             table = pq.read_table(pa.BufferReader(data))
         except (pa.ArrowInvalid, OSError) as exc:
             raise _CorruptParquet(str(exc).splitlines()[0][:200]) from None
-        return SourceFile(info=info, data=data, table=table, etag=response.headers.get("ETag"))
+        etag = response.headers.get("ETag")
+        return SourceFile(info=info, data=data, table=table, etag=etag, size=received)
 
     def _stream(self, response: requests.Response, sink: IO[bytes], where: str) -> int:
         """Write the decoded body to ``sink``; returns the bytes read from the wire.
@@ -309,33 +363,58 @@ class AperiodicClient:
         decoded bytes, since a small compressed body can expand enormously.
         """
         size = 0
-        try:
-            for chunk in response.raw.stream(_CHUNK, decode_content=True):
-                size += len(chunk)
-                if size > self.max_file_bytes:
-                    raise DownloadRejectedError(
-                        f"{where}: the body exceeded the limit of {self.max_file_bytes} bytes;"
-                        " raise max_file_bytes if this size is expected."
-                    )
-                sink.write(chunk)
-        except DownloadRejectedError:
-            raise
-        except Exception as exc:  # urllib3 ProtocolError, DecodeError, ReadTimeoutError, resets
-            raise _ShortBody(
-                f"body interrupted after {response.raw.tell()} bytes ({type(exc).__name__})"
-            ) from None
+        while chunk := self._read(response, _CHUNK):
+            size += len(chunk)
+            if size > self.max_file_bytes:
+                raise DownloadRejectedError(
+                    f"{where}: the body exceeded the limit of {self.max_file_bytes} bytes;"
+                    " raise max_file_bytes if this size is expected."
+                )
+            sink.write(chunk)
         return response.raw.tell()
+
+    def _read(self, response: requests.Response, amount: int) -> bytes:
+        """Up to ``amount`` decoded bytes of the body, as soon as any arrive; b"" at its end.
+
+        Under a deadline the socket's timeout is cut to the time left before every read, so
+        neither a stalled nor a trickling body outlives the deadline.
+        """
+        left = self._time_left()
+        connection = response.raw.connection
+        if left is not None and connection is not None and connection.sock is not None:
+            connection.sock.settimeout(min(self.retry.read_timeout_s, left))
+        try:
+            return response.raw.read1(amount, decode_content=True)
+        except Exception as exc:  # urllib3 ProtocolError, DecodeError, ReadTimeoutError, resets
+            problem = f"body interrupted after {response.raw.tell()} bytes ({type(exc).__name__})"
+            if self._deadline is not None and time.monotonic() >= self._deadline:
+                raise _OutOfTime(f"{problem} at the caller's deadline") from None
+            raise _ShortBody(problem) from None
 
     # ----------------------------------------------------------------------------- HTTP basics
     def _get(self, url: str, **kwargs: Any) -> requests.Response:
-        """One GET; transport errors are re-raised without the URL (it may hold a signature)."""
-        timeout = (self.retry.connect_timeout_s, self.retry.read_timeout_s)
+        """One GET; transport errors are re-raised without the URL (it may hold a signature).
+
+        Under a deadline the connect and read timeouts are cut to the time left.
+        """
+        connect, read = self.retry.connect_timeout_s, self.retry.read_timeout_s
+        left = self._time_left()
+        timeout = (connect, read) if left is None else (min(connect, left), min(read, left))
         try:
             return self._session.get(url, timeout=timeout, allow_redirects=False, **kwargs)
         except requests.Timeout:
             raise _Transport("timed out") from None
         except requests.RequestException as exc:
             raise _Transport(type(exc).__name__) from None
+
+    def _time_left(self) -> float | None:
+        """Seconds until the deadline (None without one); _OutOfTime once it has passed."""
+        if self._deadline is None:
+            return None
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _OutOfTime("the caller's deadline has passed")
+        return left
 
     def _raise_for_file_status(self, response: requests.Response, where: str) -> None:
         """As :meth:`_raise_for_status`; a 403 from a file host means the URL has expired."""
@@ -346,7 +425,10 @@ class AperiodicClient:
             )
         self._raise_for_status(response, where)
 
-    def _raise_for_status(self, response: requests.Response, where: str) -> None:
+    def _raise_for_status(
+        self, response: requests.Response, where: str, requested: str = "this request"
+    ) -> None:
+        """Errors for an API answer; ``requested`` names what a 403 (plan error) refused."""
         status = response.status_code
         if 200 <= status < 300:
             return
@@ -361,7 +443,14 @@ class AperiodicClient:
         error = str(body.get("error") or response.reason or "error")
         details = [str(d) for d in body.get("details") or []]
         code = body.get("code")
-        raise ApiError.for_status(status, error, details, code, where)
+        raise ApiError.for_status(status, error, details, code, where, requested)
+
+
+def _no_credentials(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Auth hook of file requests: no Authorization (netrc, URL user info) and no API key."""
+    request.headers.pop("Authorization", None)
+    request.headers.pop("X-API-KEY", None)
+    return request
 
 
 def _range_total(content_range: str, where: str) -> int:

@@ -22,20 +22,39 @@ class ApiError(AperiodicError):
     hint = "check the request parameters"
 
     def __init__(
-        self, status: int, error: str, details: list[str], code: str | None, where: str
+        self,
+        status: int,
+        error: str,
+        details: list[str],
+        code: str | None,
+        where: str,
+        requested: str = "this request",
     ) -> None:
+        """``requested``: what the call asked for (dataset, interval, exchange), for hints."""
         self.status, self.error, self.details, self.code = status, error, details, code
+        self.requested = requested
         detail = f" ({'; '.join(details)})" if details else ""
         code_part = f" [{code}]" if code else ""
-        super().__init__(f"{where}: HTTP {status}{code_part}: {error}{detail}. {self.hint}")
+        super().__init__(f"{where}: HTTP {status}{code_part}: {error}{detail}. {self._hint()}")
+
+    def _hint(self) -> str:
+        return self.hint
 
     @classmethod
     def for_status(
-        cls, status: int, error: str, details: list[str], code: str | None, where: str
+        cls,
+        status: int,
+        error: str,
+        details: list[str],
+        code: str | None,
+        where: str,
+        requested: str = "this request",
     ) -> ApiError:
-        """The error whose hint fits ``status``: 401, 400 and 404 each point at their cause."""
-        kind = {401: AuthError, 400: BadRequestError, 404: NotFoundError}.get(status, ApiError)
-        return kind(status, error, details, code, where)
+        """The error whose hint fits ``status``: 401, 400, 403 and 404 each point at their cause."""
+        kind = {401: AuthError, 400: BadRequestError, 403: PlanError, 404: NotFoundError}.get(
+            status, ApiError
+        )
+        return kind(status, error, details, code, where, requested)
 
 
 class AuthError(ApiError):
@@ -48,6 +67,17 @@ class BadRequestError(ApiError):
 
 class NotFoundError(ApiError):
     hint = "Check the symbol (Atlas symbology, e.g. perpetual-BTC-USDT:USDT) and the exchange."
+
+
+class PlanError(ApiError):
+    """A 403 from the API itself: the key's plan does not cover what was asked (e.g. a 15s
+    interval, or a dataset of a higher tier). Not a presigned URL: those raise UrlExpiredError."""
+
+    def _hint(self) -> str:
+        return (
+            f"The API key's plan does not include {self.requested}; use a key whose plan covers"
+            " it, or remove the instrument from universe.yaml."
+        )
 
 
 class TransientError(AperiodicError):
@@ -122,3 +152,9 @@ class _CorruptParquet(_Transient):
     """A body of the announced length that Parquet cannot decode: retried once."""
 
     what = "body is not readable Parquet"
+
+
+class _OutOfTime(_Transient):
+    """The caller's deadline arrived mid-call (a slow body, no time left for another attempt)."""
+
+    what = "out of time"

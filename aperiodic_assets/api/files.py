@@ -64,16 +64,26 @@ class FileInfo:
 
 @dataclass(frozen=True)
 class SourceFile:
-    """A downloaded, length-checked, decodable source file."""
+    """A downloaded, length-checked, decodable source file.
+
+    ``size`` is the stored object's size, the bytes on the wire (gzip-encoded ones included):
+    what a probe's ``Content-Range`` reports, unlike ``len(data)``, the decoded bytes.
+    """
 
     info: FileInfo
     data: bytes = field(repr=False)
     table: pa.Table = field(repr=False)
     etag: str | None
+    size: int
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def token(self) -> str:
+        """The file's identity, equal to the :class:`FileStamp` token of a probe of it."""
+        return file_token(self.etag, self.size)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """How hard the client tries: the retry settings and the policy that runs each call's attempts.
 
 Owns RetryConfig (attempts, backoff, in-line Retry-After cap, time budget, timeouts), which HTTP
-statuses are worth retrying, reading ``Retry-After``, and RetryPolicy: tenacity around one call,
-a retry log line per failed attempt, and the final TransientError once retries run out.
+statuses are worth retrying, reading ``Retry-After``, and RetryPolicy: tenacity around one call
+(within the caller's deadline, if any), a retry log line per failed attempt, and the final
+TransientError once retries run out.
 Never imports dagster.
 """
 
@@ -68,14 +69,20 @@ class RetryPolicy:
         self.log = log
         self._sleep = sleep
 
-    def run(self, where: str, attempt: Callable[[], _T]) -> _T:
+    def run(self, where: str, attempt: Callable[[], _T], deadline: float | None = None) -> _T:
         """Run ``attempt`` until it succeeds; a last transient error becomes TransientError.
 
         Waits as long as the server asks (Retry-After), else backs off exponentially with
         jitter. A Retry-After beyond ``retry_after_max_s`` or the rest of the budget is not
         waited for: the call fails at once, and the error carries the wait for a later retry.
+        ``deadline`` (a ``time.monotonic()`` value) shrinks the budget to the time left until it.
         """
         cfg = self.config
+        budget = cfg.budget_s
+        if deadline is not None:
+            budget = min(budget, deadline - time.monotonic())
+            if budget <= 0:
+                raise TransientError(f"{where}: not started, the caller's deadline has passed.")
         backoff = wait_exponential_jitter(
             multiplier=cfg.backoff_initial_s, max=cfg.backoff_max_s, jitter=cfg.jitter_s
         )
@@ -87,7 +94,7 @@ class RetryPolicy:
         retryer = Retrying(
             retry=retry_if_exception_type(_Transient),
             stop=stop_after_attempt(cfg.max_attempts)
-            | stop_before_delay(cfg.budget_s)
+            | stop_before_delay(budget)
             | (lambda state: (_asked_wait(state) or 0.0) > cfg.retry_after_max_s),
             wait=wait,
             sleep=self._sleep,
@@ -97,24 +104,40 @@ class RetryPolicy:
         try:
             return retryer(attempt)
         except _Transient as exc:
-            raise self._gave_up(where, exc, retryer.statistics) from None
+            bounded = budget < cfg.budget_s
+            raise self._gave_up(where, exc, retryer.statistics, budget, bounded) from None
 
-    def _gave_up(self, where: str, exc: _Transient, statistics: dict[str, Any]) -> TransientError:
+    def _gave_up(
+        self,
+        where: str,
+        exc: _Transient,
+        statistics: dict[str, Any],
+        budget: float,
+        bounded: bool,
+    ) -> TransientError:
+        """The final error; ``budget``: the call's seconds, ``bounded``: set by a deadline."""
         cfg = self.config
         attempts = statistics.get("attempt_number", 1)
         elapsed = statistics.get("delay_since_first_attempt", 0.0)
+        left = max(0.0, budget - elapsed)
         asked = exc.retry_after if isinstance(exc, _Retryable) else None
         if isinstance(exc, _Retryable) and asked is not None and attempts < cfg.max_attempts:
             # Attempts were left, so what stopped the retries is the asked wait itself.
+            time_left = (
+                f"{left:.0f} s left before the caller's deadline"
+                if bounded
+                else f"{left:.0f} s left of its {cfg.budget_s:g} s budget"
+            )
             return TransientError(
                 f"{where}: HTTP {exc.status} on attempt {attempts}: the server asked to retry"
                 f" after {asked:.0f} s, longer than this call waits (retry_after_max_s"
-                f" {cfg.retry_after_max_s:g} s, {max(0.0, cfg.budget_s - elapsed):.0f} s left of"
-                f" its {cfg.budget_s:g} s budget). Retry after that time.",
+                f" {cfg.retry_after_max_s:g} s, {time_left}). Retry after that time.",
                 retry_after_s=asked,
             )
+        limit = "the caller's deadline" if bounded else "its time budget"
+        cut = "" if attempts >= cfg.max_attempts else f" ({limit} left no time for more)"
         return TransientError(
-            f"{where}: gave up after {attempts} attempt(s) in {elapsed:.1f}s; last problem:"
+            f"{where}: gave up after {attempts} attempt(s) in {elapsed:.1f}s{cut}; last problem:"
             f" {exc.describe()}. The API may be overloaded or unreachable; retry later.",
             retry_after_s=asked,
         )
