@@ -2,7 +2,9 @@
 
 Every configurable class they name (storage, run launcher, compute logs, coordinator) is
 imported and its config section checked against that class's own schema, so a typo in
-dagster.prod.yaml fails here rather than at deploy time.
+dagster.prod.yaml fails here rather than at deploy time. The run launchers' environment is
+resolved by the launchers' own code (ECS and K8s container contexts), so a variable they would
+demand at every launch is found here too.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import pytest
 import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
+from dagster_aws.ecs.container_context import EcsContainerContext
+from dagster_k8s.container_context import K8sContainerContext
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTANCE_FILES = ["dagster_home/dagster.yaml", "dagster_home/dagster.prod.yaml"]
+HELM_VALUES = ROOT / "deploy/helm/values.yaml"
 #: What a deployment provides through its environment (values are placeholders).
 PROD_ENV = {
     "DAGSTER_PG_HOST": "db.internal",
@@ -27,6 +32,19 @@ PROD_ENV = {
     "DAGSTER_COMPUTE_LOG_BUCKET": "example-dagster-logs",
     "APERIODIC_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:000000000000:secret:k",
 }
+#: What a run needs besides the instance's own variables: production has no sensible default.
+REQUIRED_RUN_ENV = {"WAREHOUSE_URL": "s3://example-warehouse/aperiodic"}
+#: Variables the README calls optional: a run must launch with every one of them unset.
+OPTIONAL_ENV = [
+    "APERIODIC_API_URL",
+    "APERIODIC_UNIVERSE",
+    "APERIODIC_SENSOR_INTERVAL_S",
+    "APERIODIC_SENSOR_LOOKBACK_MONTHS",
+    "APERIODIC_SENSOR_BUDGET_S",
+    "APERIODIC_SENSOR_CONCURRENCY",
+    "APERIODIC_SCHEDULE_CRON",
+    "AWS_ENDPOINT_URL",
+]
 
 
 def problems(config: dict) -> list[str]:
@@ -45,8 +63,28 @@ def problems(config: dict) -> list[str]:
 @pytest.fixture(autouse=True)
 def deployment_env(monkeypatch, tmp_path):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    for key, value in PROD_ENV.items():
+    for key, value in {**PROD_ENV, **REQUIRED_RUN_ENV}.items():
         monkeypatch.setenv(key, value)
+    for key in OPTIONAL_ENV:
+        monkeypatch.delenv(key, raising=False)
+
+
+def ecs_launch_environment() -> dict[str, str]:
+    """The environment EcsRunLauncher gives a run, resolved as it does at every launch."""
+    config = yaml.safe_load((ROOT / "dagster_home/dagster.prod.yaml").read_text())
+    env_vars = config["run_launcher"]["config"].get("env_vars", [])
+    return dict(EcsContainerContext(env_vars=env_vars).get_environment_dict())
+
+
+def k8s_launch_environment() -> dict[str, str]:
+    """The environment K8sRunLauncher gives a run of the Helm values' code location."""
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    context = K8sContainerContext(
+        env_vars=values["runLauncher"]["config"]["k8sRunLauncher"].get("envVars", []),
+        env=deployment.get("env", []),
+    )
+    return {e["name"]: e["value"] for e in context.run_k8s_config.container_config.get("env", [])}
 
 
 @pytest.mark.parametrize("path", INSTANCE_FILES)
@@ -81,3 +119,24 @@ def test_a_typo_in_the_prod_config_is_caught(break_it):
     config = yaml.safe_load((ROOT / "dagster_home/dagster.prod.yaml").read_text())
     break_it(config)
     assert problems(config) != []
+
+
+def test_runs_launch_with_every_optional_variable_unset():
+    assert ecs_launch_environment() == REQUIRED_RUN_ENV
+    assert k8s_launch_environment() == {"WAREHOUSE_URL": "s3://example-warehouse/aperiodic"}
+
+
+def test_the_ecs_launcher_refuses_to_launch_without_the_warehouse(monkeypatch):
+    monkeypatch.delenv("WAREHOUSE_URL")
+    with pytest.raises(Exception, match="WAREHOUSE_URL, but it was not set"):
+        ecs_launch_environment()
+
+
+def test_an_optional_variable_listed_by_name_would_fail_every_launch(monkeypatch):
+    """Why optional variables stay out of env_vars: the launcher demands every bare name."""
+    with pytest.raises(Exception, match="APERIODIC_API_URL, but it was not set"):
+        EcsContainerContext(env_vars=["APERIODIC_API_URL"]).get_environment_dict()
+    monkeypatch.setenv("APERIODIC_API_URL", "http://127.0.0.1:1/api/v1")
+    assert EcsContainerContext(env_vars=["APERIODIC_API_URL"]).get_environment_dict() == {
+        "APERIODIC_API_URL": "http://127.0.0.1:1/api/v1"
+    }
