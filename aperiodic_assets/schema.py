@@ -23,10 +23,23 @@ POINT_COLUMNS: tuple[str, ...] = (
 AVG_COLUMNS: tuple[str, ...] = tuple(f"{c}_avg" for c in POINT_COLUMNS)
 METRIC_COLUMNS: tuple[str, ...] = POINT_COLUMNS + AVG_COLUMNS
 
-#: Columns a source file may carry that restate the partition; dropped on write.
-IDENTITY_COLUMNS: tuple[str, ...] = ("exchange", "symbol", "interval", "timestamp_type", "day")
+#: Columns a source file may carry that restate the partition (the instrument, its month, a
+#: daily file's day): checked against it and dropped. Some are the hive partition columns DuckDB
+#: synthesized into stored objects; there ``timestamp`` is the timestamp mode, not a time.
+IDENTITY_COLUMNS: tuple[str, ...] = (
+    "exchange",
+    "symbol",
+    "interval",
+    "timestamp",
+    "timestamp_type",
+    "year",
+    "month",
+    "day",
+)
 
 TIME_TYPE = pa.timestamp("us")
+#: Time zone names that mean UTC; ``time`` in any other zone holds UTC instants all the same.
+UTC_ZONES = frozenset({"UTC", "ETC/UTC", "+00:00", "Z"})
 SCHEMA = pa.schema([(TIME, TIME_TYPE)] + [(c, pa.float64()) for c in METRIC_COLUMNS])
 
 INTERVALS: dict[str, int] = {

@@ -110,7 +110,7 @@ def test_clean_month_passes_every_rule(spec) -> None:
 def test_every_rule_is_declared_once_in_one_of_at_most_eight_checks() -> None:
     assert len(CHECKS) <= 8
     assert len({c.name for c in CHECKS}) == len(CHECKS)
-    assert len({r.name for r in RULES}) == len(RULES) == 20
+    assert len({r.name for r in RULES}) == len(RULES) == 21
     for check in CHECKS:
         assert check.severity in ("error", "warn") and check.rules
         for rule in check.rules:
@@ -230,11 +230,14 @@ def test_renamed_column_is_named_with_its_likely_original() -> None:
     assert_fails(rule, "schema", 2, "imbalance_ratio: missing", "looks like a rename")
 
 
-def test_unexpected_column_fails_but_identity_columns_are_allowed() -> None:
+def test_an_unexpected_column_is_drift_a_warning_and_identity_columns_are_allowed() -> None:
     extra = CLEAN.append_column("venue", pa.array(["x"] * CLEAN.num_rows))
-    assert_fails(result(extra, "schema"), "schema", 1, "venue: unexpected column")
+    report = validate(extra, instrument(), MONTH)
+    assert report.ok and report.rule("schema").passed
+    assert [c.name for c in report.warnings] == ["schema_drift"]
+    assert_fails(report.rule("extra_columns"), "extra_columns", 1, "venue (string) in the table")
     identity = CLEAN.append_column("exchange", pa.array(["binance-futures"] * CLEAN.num_rows))
-    assert result(identity, "schema").passed
+    assert validate(identity, instrument(), MONTH).check("schema_drift").passed
 
 
 def test_integer_metric_column_is_numeric() -> None:

@@ -23,17 +23,19 @@ Modules: ``report`` (results), ``engine`` (declaring and running rules, reading 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 
 from ..months import Month
-from ..schema import interval_seconds
+from ..normalize import CANONICAL_FLOAT, ExtraColumn, narrowest
+from ..schema import METRIC_COLUMNS, interval_seconds
 from ..universe import Instrument
 from .engine import NS_PER_S, CheckSpec, Context, RuleSpec, ValidationConfig, iso, to_ns
 from .report import CheckResult, RuleResult, Severity, ValidationReport
-from .structure import COMPLETENESS, SCHEMA, TIME_GRID
+from .structure import COMPLETENESS, SCHEMA, SCHEMA_DRIFT, TIME_GRID
 from .values import AVERAGES, IDENTITIES, PLAUSIBILITY, RANGES_AND_NAN
 
 __all__ = [
@@ -57,6 +59,7 @@ CHECKS: tuple[CheckSpec, ...] = (
     RANGES_AND_NAN,
     COMPLETENESS,
     PLAUSIBILITY,
+    SCHEMA_DRIFT,
 )
 
 
@@ -67,8 +70,16 @@ def validate(
     config: ValidationConfig | None = None,
     *,
     window: tuple[datetime, datetime] | None = None,
+    precision: str = CANONICAL_FLOAT,
+    dropped: Sequence[ExtraColumn] = (),
 ) -> ValidationReport:
     """Run every rule of every check in ``CHECKS`` on one partition's table.
+
+    ``precision`` is the narrowest float width the source files stored the metrics in, before
+    normalization cast them to float64 (``Normalization.precision``); a float column of the table
+    itself counts too. Tolerances are raised to that precision (``ValidationConfig.at_precision``)
+    and the messages say which were used. ``dropped`` are the columns normalization removed from
+    the files; ``schema_drift`` names them (and ``schema`` where they look like a rename).
 
     ``window`` is the part of the month ``[start, end)`` the data is expected to cover (naive
     datetimes are UTC); the default is the whole month. A month still being published ends at
@@ -84,14 +95,22 @@ def validate(
             f"window [{iso(window_ns[0])}, {iso(window_ns[1])}) is not a part of the month "
             f"{month} [{iso(month_ns[0])}, {iso(month_ns[1])})"
         )
+    stored = [
+        table.schema.field(i).type.to_pandas_dtype()
+        for i, name in enumerate(table.column_names)
+        if name in METRIC_COLUMNS and pa.types.is_floating(table.schema.field(i).type)
+    ]
+    precision = narrowest([precision, *(np.dtype(t).name for t in stored)])
     ctx = Context(
         table=table,
         instrument=instrument,
-        config=config or ValidationConfig(),
+        config=(config or ValidationConfig()).at_precision(precision),
         month_key=month.key,
         month=month_ns,
         window=window_ns,
         interval_ns=interval_seconds(instrument.interval) * NS_PER_S,
+        precision=precision,
+        dropped=tuple(dropped),
     )
     # inf and NaN are data here, judged explicitly by the rules: numpy need not warn about them.
     with np.errstate(all="ignore"):

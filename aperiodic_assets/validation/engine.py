@@ -8,8 +8,8 @@ float64, ``time`` as int64 ns) and offers the few helpers every rule uses. Never
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import IDENTITY_COLUMNS, METRIC_COLUMNS, TIME
+from ..normalize import ExtraColumn, by_name, files_phrase
+from ..schema import IDENTITY_COLUMNS, METRIC_COLUMNS, TIME, UTC_ZONES
 from ..universe import Instrument
 from .report import CheckResult, Metadata, RuleResult, Severity
 
@@ -26,7 +27,13 @@ NS_PER_S = 1_000_000_000
 NS_PER_DAY = 86_400 * NS_PER_S
 _EPOCH = datetime(1970, 1, 1)
 _UNIT_NS = {"s": NS_PER_S, "ms": 1_000_000, "us": 1_000, "ns": 1}
-_UTC_NAMES = frozenset({"UTC", "ETC/UTC", "+00:00", "Z"})
+#: Identities of values stored in a narrower float than float64 are judged to this many machine
+#: epsilons of that float at least. Each stored value is off by up to eps/2 relative; an identity
+#: combines two or three of them, and a producer that also computed in that float adds about as
+#: much per operation, so a correct float32 file misses by a few eps (1.2e-7 each). 8 eps
+#: (9.5e-7 for float32) covers that with room, and is still a thousandth of the smallest defect
+#: that matters (a percentage off in its third decimal).
+PRECISION_EPS = 8
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,12 @@ class ValidationConfig:
     nan_share_max: float = 0.01
     max_examples: int = 5
     max_gaps: int = 10
+
+    def at_precision(self, precision: str) -> ValidationConfig:
+        """These tolerances, raised to ``PRECISION_EPS`` epsilons of ``precision`` (a float
+        width such as "float32") where they are tighter than that precision can hold."""
+        floor = PRECISION_EPS * float(np.finfo(precision).eps)
+        return replace(self, abs_tol=max(self.abs_tol, floor), rel_tol=max(self.rel_tol, floor))
 
 
 class NotEvaluated(Exception):
@@ -59,17 +72,24 @@ class Context:
 
     table: pa.Table
     instrument: Instrument
+    #: The tolerances in force: the configured ones at ``precision`` (``at_precision``).
     config: ValidationConfig
     month_key: str
     month: tuple[int, int]
     window: tuple[int, int]
     interval_ns: int
+    #: The narrowest float width the metrics were stored in (by the source files or the table).
+    precision: str = "float64"
+    #: Columns normalization dropped from the source files.
+    dropped: Sequence[ExtraColumn] = ()
     values: dict[str, np.ndarray] = field(init=False)
     time: np.ndarray | None = field(init=False)
     problems: list[dict[str, str]] = field(init=False)
+    #: Columns beyond the contract, in the table or dropped, that are not renames (schema drift).
+    drift: list[ExtraColumn] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.problems, self.values, self.time = _inspect(self.table)
+        self.problems, self.values, self.time, self.drift = _inspect(self.table, self.dropped)
 
     @property
     def rows(self) -> int:
@@ -90,6 +110,22 @@ class Context:
 
     def tol(self, expected: np.ndarray | float) -> np.ndarray | float:
         return self.config.abs_tol + self.config.rel_tol * np.abs(expected)
+
+    @property
+    def tolerance_words(self) -> str:
+        """The tolerance in force, and why when it was widened for the stored precision."""
+        words = f"tolerance {self.config.abs_tol:.3g} + {self.config.rel_tol:.3g}*|expected|"
+        if self.precision != "float64":
+            words += f", for values stored as {self.precision}"
+        return words
+
+    @property
+    def tolerance_metadata(self) -> dict[str, Any]:
+        return {
+            "abs_tol": self.config.abs_tol,
+            "rel_tol": self.config.rel_tol,
+            "precision": self.precision,
+        }
 
     def where(self, row: int) -> str:
         return iso(int(self.time[row])) if self.time is not None else f"row {row}"
@@ -112,18 +148,19 @@ class Context:
         problem: str,
         detail: Callable[[int], str],
         ok: str,
+        metadata: Metadata | None = None,
     ) -> Finding:
         """Count the rows in ``mask``; describe the first in words, keep a few as examples."""
         rows = np.flatnonzero(mask)
         if rows.size == 0:
-            return Finding(0, ok)
+            return Finding(0, ok, metadata=metadata or {})
         first = int(rows[0])
         message = (
             f"{problem} in {rows.size} of {self.rows} rows "
             f"(first at {self.where(first)}: {detail(first)})"
         )
         examples = [self.example(int(r), columns) for r in rows[: self.config.max_examples]]
-        return Finding(int(rows.size), message, examples)
+        return Finding(int(rows.size), message, examples, metadata or {})
 
 
 Judge = Callable[[Context], Finding]
@@ -194,9 +231,14 @@ class CheckSpec:
 
 
 def _inspect(
-    table: pa.Table,
-) -> tuple[list[dict[str, str]], dict[str, np.ndarray], np.ndarray | None]:
-    """Schema problems, the usable metric columns as float64 and ``time`` as int64 ns."""
+    table: pa.Table, dropped: Sequence[ExtraColumn]
+) -> tuple[list[dict[str, str]], dict[str, np.ndarray], np.ndarray | None, list[ExtraColumn]]:
+    """Schema problems, the usable metric columns as float64, ``time`` as int64 ns, and the
+    columns beyond the contract (in ``table`` or ``dropped`` from its files) that are drift.
+
+    A column beyond the contract is a schema problem only where it looks like a rename of a
+    missing column: then it explains that problem. Otherwise it is drift, data we do not keep.
+    """
     names = table.column_names
     problems: list[dict[str, str]] = []
     values: dict[str, np.ndarray] = {}
@@ -209,14 +251,20 @@ def _inspect(
     missing = [c for c in required if c not in counts]
     for c in missing:
         problems.append({"column": c, "problem": "missing"})
-    for name in counts:
-        if name in required or name in IDENTITY_COLUMNS:
-            continue
-        problem = f"unexpected column (type {table.schema.field(names.index(name)).type})"
+    extra = [
+        ExtraColumn(name, str(table.schema.field(names.index(name)).type))
+        for name in counts
+        if name not in required and name not in IDENTITY_COLUMNS
+    ]
+    drift = []
+    for name, found in by_name([*extra, *dropped]).items():
         renamed = [m for m in missing if _loose(m) == _loose(name)]
-        if renamed:
-            problem += f"; looks like a rename of {renamed[0]}"
-        problems.append({"column": name, "problem": problem})
+        if not renamed:
+            drift += found
+            continue
+        where = "" if found[0].file is None else f" in {files_phrase(found)}"
+        problem = f"unexpected column (type {found[0].type}){where}; looks like a rename of"
+        problems.append({"column": name, "problem": f"{problem} {renamed[0]}"})
     for name in METRIC_COLUMNS:
         if counts.get(name) != 1:
             continue
@@ -232,7 +280,7 @@ def _inspect(
         kind = column.type
         if not pa.types.is_timestamp(kind):
             problems.append({"column": TIME, "problem": f"has type {kind}, expected timestamp[us]"})
-        elif kind.tz is not None and kind.tz.upper() not in _UTC_NAMES:
+        elif kind.tz is not None and kind.tz.upper() not in UTC_ZONES:
             problems.append(
                 {"column": TIME, "problem": f"has time zone {kind.tz}, expected naive UTC or UTC"}
             )
@@ -241,7 +289,7 @@ def _inspect(
         else:
             raw = pc.cast(column, pa.int64()).to_numpy()
             time = np.asarray(raw, dtype=np.int64) * _UNIT_NS[kind.unit]
-    return problems, values, time
+    return problems, values, time, drift
 
 
 def _loose(name: str) -> str:

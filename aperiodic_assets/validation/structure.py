@@ -1,4 +1,5 @@
-"""Checks of a file's shape and its time column: ``schema``, ``time_grid``, ``completeness``.
+"""Checks of a file's shape and its time column: ``schema``, ``time_grid``, ``completeness``,
+``schema_drift``.
 
 Times are int64 ns since the epoch. The grid is anchored at the month start; the expected window
 (by default the whole month) is where rows may lie and where completeness counts them: a month
@@ -8,11 +9,11 @@ in progress ends at its first unpublished time, an instrument's first month star
 from __future__ import annotations
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from ..months import Month
+from ..normalize import by_name, day_of_month, disagreeing, expected_identity, files_phrase
 from ..schema import IDENTITY_COLUMNS, TIME
-from .engine import NS_PER_DAY, NS_PER_S, CheckSpec, Context, Finding, NotEvaluated, iso
+from .engine import NS_PER_S, CheckSpec, Context, Finding, NotEvaluated, iso
 from .report import Metadata
 
 SCHEMA = CheckSpec(
@@ -32,12 +33,18 @@ COMPLETENESS = CheckSpec(
     "rows present for the expected window's whole grid (the month, or less while it is "
     "published or after a listing)",
 )
+SCHEMA_DRIFT = CheckSpec(
+    "schema_drift",
+    "warn",
+    "columns the source files carry beyond the contract; not kept, dropped before writing",
+)
 
 
 @SCHEMA.rule(
     "schema",
     "time and the ten metric columns present once, metrics numeric, time a naive-UTC or UTC "
-    "timestamp without nulls, no columns beyond the identity columns (violations = problems)",
+    "timestamp without nulls; a column beyond the contract counts only where it looks like a "
+    "rename of a missing one (others are schema_drift) (violations = problems)",
 )
 def _schema(ctx: Context) -> Finding:
     if not ctx.problems:
@@ -60,35 +67,22 @@ def _non_empty(ctx: Context) -> Finding:
 
 @SCHEMA.rule(
     "identity_columns",
-    "exchange, symbol, interval, timestamp_type equal the partition's; day equals time's day",
+    "exchange, symbol, interval, timestamp, timestamp_type, year, month equal the partition's; "
+    "day equals time's day",
     (TIME,),
 )
 def _identity_columns(ctx: Context) -> Finding:
     names = ctx.table.column_names
-    expected = {
-        "exchange": ctx.instrument.exchange,
-        "symbol": ctx.instrument.symbol,
-        "interval": ctx.instrument.interval,
-        "timestamp_type": ctx.instrument.timestamp,
-    }
+    expected = expected_identity(ctx.instrument, Month.parse(ctx.month_key))
     present = tuple(c for c in IDENTITY_COLUMNS if names.count(c) == 1)
     mismatch = np.zeros(ctx.rows, dtype=bool)
     counts: dict[str, int] = {}
     for name in present:
-        column = ctx.table.column(name)
         if name == "day":
-            days = (ctx.time // NS_PER_DAY).astype("datetime64[D]")
-            day_of_month = (days - days.astype("datetime64[M]")).astype(np.int64) + 1
-            try:
-                given = np.asarray(pc.cast(column, pa.int64()).to_numpy(), dtype=np.float64)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                given = np.full(ctx.rows, np.nan)
-            wrong = given != day_of_month
+            days = day_of_month(ctx.table.column(TIME))
+            wrong = disagreeing(ctx.table.column(name), days)
         else:
-            text = pc.cast(column, pa.string())
-            wrong = np.asarray(
-                pc.fill_null(pc.not_equal(text, expected[name]), True).to_numpy(), dtype=bool
-            )
+            wrong = disagreeing(ctx.table.column(name), expected[name])
         counts[name] = int(np.count_nonzero(wrong))
         mismatch |= wrong
     wanted = {name: repr(value) for name, value in expected.items()}
@@ -268,4 +262,29 @@ def _completeness(ctx: Context) -> Finding:
         f"largest [{top['start']}, {top['end']}) with {top['missing_rows']} rows",
         gaps[: ctx.config.max_examples],
         metadata | {"gap_count": int(lengths.size), "gaps": gaps},
+    )
+
+
+@SCHEMA_DRIFT.rule(
+    "extra_columns",
+    "no column beyond time, the ten metrics and the identity columns, in the table or dropped "
+    "from a source file by normalization (violations = columns)",
+)
+def _extra_columns(ctx: Context) -> Finding:
+    if not ctx.drift:
+        return Finding(0, "no columns beyond the contract")
+    found = [
+        {
+            "column": name,
+            "type": ", ".join(dict.fromkeys(c.type for c in columns)),
+            "where": files_phrase(columns),
+        }
+        for name, columns in by_name(ctx.drift).items()
+    ]
+    words = "; ".join(f"{f['column']} ({f['type']}) in {f['where']}" for f in found)
+    return Finding(
+        len(found),
+        f"{len(found)} column(s) beyond the contract, not kept (dropped before writing): {words}",
+        found[: ctx.config.max_examples],
+        {"extra_columns": found},
     )

@@ -1,6 +1,9 @@
 """Checks of the metric values: ``identities``, ``averages``, ``ranges_and_nan``, ``plausibility``.
 
-Tolerance is ``|x - y| <= abs_tol + rel_tol * |y|`` with ``y`` the value the definition implies.
+Tolerance is ``|x - y| <= abs_tol + rel_tol * |y|`` with ``y`` the value the definition implies;
+the tolerances in force are the configured ones, raised for metrics stored in a narrower float
+(``ValidationConfig.at_precision``). Identity and average messages state them, and both checks
+carry them in their metadata.
 NaN operands are never identity or range violations: NaN is judged by ``nan_share`` (hard, over
 the threshold) and ``nan_present`` (soft, under it), which count columns, not rows.
 """
@@ -13,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..schema import METRIC_COLUMNS
-from .engine import CheckSpec, Context, Finding, Judge, ValidationConfig, num
+from .engine import CheckSpec, Context, Finding, Judge, num
 
 _PCTS = ("bid_percentage", "ask_percentage")
 _AVG_PCTS = ("bid_percentage_avg", "ask_percentage_avg")
@@ -52,10 +55,6 @@ PLAUSIBILITY = CheckSpec(
 )
 
 
-def _tolerance_words(config: ValidationConfig) -> str:
-    return f"tolerance {config.abs_tol:g} + {config.rel_tol:g}*|expected|"
-
-
 def _sum_to_one(bid: str, ask: str) -> Judge:
     def judge(ctx: Context) -> Finding:
         b, a = ctx.values[bid], ctx.values[ask]
@@ -63,9 +62,10 @@ def _sum_to_one(bid: str, ask: str) -> Judge:
         return ctx.rows_finding(
             np.abs(total - 1.0) > ctx.tol(1.0),
             (bid, ask),
-            f"{bid} + {ask} differs from 1 beyond {_tolerance_words(ctx.config)}",
+            f"{bid} + {ask} differs from 1 beyond {ctx.tolerance_words}",
             lambda r: f"{num(b[r])} + {num(a[r])} = {num(total[r])}",
-            f"{bid} + {ask} = 1 in every row",
+            f"{bid} + {ask} = 1 in every row ({ctx.tolerance_words})",
+            ctx.tolerance_metadata,
         )
 
     return judge
@@ -78,9 +78,10 @@ def _ratio_is_difference(ratio: str, bid: str, ask: str) -> Judge:
         return ctx.rows_finding(
             np.abs(x - difference) > ctx.tol(difference),
             (ratio, bid, ask),
-            f"{ratio} differs from {bid} - {ask} beyond {_tolerance_words(ctx.config)}",
+            f"{ratio} differs from {bid} - {ask} beyond {ctx.tolerance_words}",
             lambda r: f"{ratio}={num(x[r])} but {num(b[r])} - {num(a[r])} = {num(difference[r])}",
-            f"{ratio} = {bid} - {ask} in every row",
+            f"{ratio} = {bid} - {ask} in every row ({ctx.tolerance_words})",
+            ctx.tolerance_metadata,
         )
 
     return judge
@@ -115,9 +116,11 @@ def _bid_ask_ratio_matches_pcts(ctx: Context) -> Finding:
         wrong_where_positive | not_inf_where_zero,
         ("bid_ask_ratio", *_PCTS),
         "bid_ask_ratio is not bid_percentage / ask_percentage (beyond "
-        f"{_tolerance_words(ctx.config)}; +inf exactly where ask_percentage is 0)",
+        f"{ctx.tolerance_words}; +inf exactly where ask_percentage is 0)",
         detail,
-        "bid_ask_ratio = bid_percentage / ask_percentage, +inf exactly where ask_percentage is 0",
+        "bid_ask_ratio = bid_percentage / ask_percentage, +inf exactly where ask_percentage is 0 "
+        f"({ctx.tolerance_words})",
+        ctx.tolerance_metadata,
     )
 
 
@@ -136,9 +139,12 @@ def _imbalance_sign_matches_ratio(ctx: Context) -> Finding:
     return ctx.rows_finding(
         differ,
         ("imbalance", "imbalance_ratio"),
-        "sign(imbalance) differs from sign(imbalance_ratio)",
+        "sign(imbalance) differs from sign(imbalance_ratio) where |imbalance_ratio| > "
+        f"{ctx.config.abs_tol:.3g}",
         lambda r: f"imbalance={num(imbalance[r])}, imbalance_ratio={num(ratio[r])}",
-        "imbalance and imbalance_ratio have the same sign in every row",
+        "imbalance and imbalance_ratio have the same sign in every row where |imbalance_ratio| > "
+        f"{ctx.config.abs_tol:.3g}",
+        ctx.tolerance_metadata,
     )
 
 
