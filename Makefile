@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install demo test dev lint format bench screenshots clean
+.PHONY: install system-deps demo test dev lint format bench screenshots clean
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m aperiodic_assets.demo
 
+## system-deps: the Debian packages the suite needs (Chromium, the PostgreSQL server), installed
+## when missing if this is root with apt-get; otherwise it stops with the command to run
+system-deps:
+	@tools/system-deps chromium postgresql
+
 ## test: the whole suite (sandbox, client, validation, Dagster, S3 on a local moto server)
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest
 
 ## dev: the sandbox plus the Dagster UI on http://127.0.0.1:3000
