@@ -18,6 +18,7 @@ import pyarrow as pa
 from .api import AperiodicClient, FileInfo, SourceFile, file_token, files_identity
 from .assemble import AssemblyError, Part, assemble
 from .months import Month
+from .normalize import Normalization, NormalizationError, normalize
 from .universe import Instrument
 from .validation import ValidationConfig, ValidationReport, validate
 from .warehouse import Warehouse, WrittenPartition
@@ -60,6 +61,8 @@ class PartitionOutcome:
     report: ValidationReport | None = None
     #: The span the data was expected to cover, [start, end), naive UTC.
     window: tuple[datetime, datetime] | None = None
+    #: What it took to bring each source file into the canonical form.
+    normalized: Normalization | None = None
 
     @property
     def published(self) -> bool:
@@ -92,8 +95,11 @@ def run_partition(
 ) -> PartitionOutcome:
     """Fetch, check and store one (instrument, month); raises PartitionRejected on bad data.
 
-    ``today`` (default: the UTC date) decides whether the month is over; until it is, the month
-    is expected to cover only the days published so far.
+    Each file is normalized (``normalize``) before the month is assembled: one that contradicts
+    the partition is rejected as files that cannot be assembled are; validation is told the
+    precision the files stored their metrics in and the columns they dropped. ``today``
+    (default: the UTC date) decides whether the month is over; until it is, the month is
+    expected to cover only the days published so far.
     """
     sources = client.fetch_month(instrument, month)
     if not sources:
@@ -102,10 +108,20 @@ def run_partition(
         month, [s.info for s in sources], today or datetime.now(UTC).date(), instrument.listed
     )
     try:
-        table = assemble([Part(s.info.label, s.table) for s in sources])
-    except AssemblyError as exc:
+        files = [normalize(s.table, instrument, s.info.label) for s in sources]
+        table = assemble([Part(f.changes.label, f.table) for f in files])
+    except (NormalizationError, AssemblyError) as exc:
         _reject(warehouse, instrument, month, sources, f"{instrument.key} {month}: {exc}.", None)
-    report = validate(table, instrument, month, config, window=window)
+    normalized = Normalization(tuple(f.changes for f in files))
+    report = validate(
+        table,
+        instrument,
+        month,
+        config,
+        window=window,
+        precision=normalized.precision,
+        dropped=normalized.extra_columns,
+    )
     if not report.ok:
         _reject(
             warehouse,
@@ -116,7 +132,7 @@ def run_partition(
             report,
         )
     written = warehouse.write(instrument, month, table)
-    return PartitionOutcome(instrument, month, sources, written, table, report, window)
+    return PartitionOutcome(instrument, month, sources, written, table, report, window, normalized)
 
 
 def expected_window(

@@ -4,7 +4,10 @@ One code path for both through fsspec/UPath (s3fs for S3). Tables share one hive
 ``<table>/exchange=…/symbol=…/interval=…/timestamp=…/year=YYYY/month=MM/data.parquet`` (the
 instrument part is left out for tables partitioned by month only), so pyarrow, DuckDB, Spark and
 Athena read each table as one dataset. Writes are atomic and idempotent (same table → same bytes
-→ same hash); rejected inputs go to a quarantine. Never imports dagster.
+→ same hash); rejected inputs go to a quarantine; a withdrawn partition's file is moved aside,
+never deleted. A table with a known schema (``KNOWN_SCHEMAS``: l1_imbalance) is strict: every
+file holds exactly that schema, sorted by time, whatever the writer passed, and reads return it
+even from files an older version wrote in another shape. Never imports dagster.
 
 S3 is configured like any AWS client: endpoint, region and credentials come from the standard
 AWS configuration (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
@@ -25,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from upath import UPath
@@ -35,6 +39,7 @@ from .universe import Instrument
 
 DATA_FILE = "data.parquet"
 QUARANTINE = "_quarantine"
+WITHDRAWN = "_withdrawn"
 #: Hive partition columns of every table, in path order (month-only tables use the last two).
 HIVE_SCHEMA = pa.schema(
     [
@@ -57,6 +62,61 @@ class WrittenPartition:
     bytes: int
     sha256: str
     rows: int
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` as exactly ``schema``: its columns by name and in order, each cast exactly,
+    nothing else, rows sorted by ``time`` when the schema has it, one chunk per column.
+
+    The warehouse's last line of defence: the pipeline writes normalized tables, which this
+    leaves as they are. A zone on a timestamp goes (its values are UTC instants already).
+    Raises ValueError for a column that is missing or repeated, of a kind the schema does not
+    hold (a time that is not a timestamp, a metric that is not a number), or not castable
+    exactly (nanoseconds that are not whole microseconds, integers float64 cannot hold).
+    """
+    names = table.column_names
+    arrays = []
+    for target in schema:
+        count = names.count(target.name)
+        if count != 1:
+            raise ValueError(
+                f"column {target.name} is {'missing' if not count else f'there {count} times'};"
+                f" the table must hold exactly {_describe(schema)}"
+            )
+        column = table.column(target.name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        if not _storable(column.type, target.type):
+            raise ValueError(f"column {target.name} of type {column.type} is not {target.type}")
+        if pa.types.is_timestamp(column.type):
+            column = column.cast(pa.timestamp(column.type.unit))
+        try:
+            arrays.append(column.cast(target.type))
+        except pa.ArrowInvalid as exc:
+            raise ValueError(
+                f"column {target.name} cannot be stored exactly as {target.type}: {exc}"
+            ) from None
+    out = pa.Table.from_arrays(arrays, schema=schema)
+    if TIME in schema.names:
+        out = out.take(pc.sort_indices(out[TIME]))
+    return out.combine_chunks()
+
+
+def _storable(source: pa.DataType, target: pa.DataType) -> bool:
+    if pa.types.is_timestamp(target):
+        return pa.types.is_timestamp(source)
+    if pa.types.is_floating(target):
+        return pa.types.is_floating(source) or pa.types.is_integer(source)
+    return source == target
+
+
+def _describe(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name}:{f.type}" for f in schema)
+
+
+def _stamp() -> str:
+    """Now, UTC, sortable and unique enough to name one attempt: 20261125T101112123456Z."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def encode_parquet(table: pa.Table, drop: Collection[str] = IDENTITY_COLUMNS) -> bytes:
@@ -138,8 +198,12 @@ class Warehouse:
     ) -> WrittenPartition:
         """Write one partition atomically; the previous version stays intact until the swap.
 
-        Identity columns are dropped where the path carries the instrument.
+        A table with a known schema is written as exactly that schema (``conform``; raises
+        ValueError when ``table`` cannot be); in others, identity columns are dropped where the
+        path carries the instrument.
         """
+        if table_name in KNOWN_SCHEMAS:
+            table = conform(table, KNOWN_SCHEMAS[table_name])
         data = encode_parquet(table, IDENTITY_COLUMNS if instrument is not None else ())
         path = self.write_file(instrument, month, DATA_FILE, data, table_name)
         return WrittenPartition(
@@ -196,13 +260,57 @@ class Warehouse:
         report: Mapping,
     ) -> str:
         """Keep rejected raw bytes plus the report, one folder per attempt; returns its URL."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        relative = f"{QUARANTINE}/{self.relative_dir(instrument, month)}/{stamp}"
+        relative = f"{QUARANTINE}/{self.relative_dir(instrument, month)}/{_stamp()}"
         for name, data in files:
             self._put_atomic(self._fs_path(f"{relative}/{name}"), data)
         payload = json.dumps(report, indent=2, sort_keys=True, default=str).encode()
         self._put_atomic(self._fs_path(f"{relative}/report.json"), payload)
         return f"{self.url}/{relative}"
+
+    def withdraw(
+        self, instrument: Instrument | None, month: Month, table_name: str = METRIC
+    ) -> str | None:
+        """Move a partition's file out of the table; returns its new URL, None if there was none.
+
+        It goes to ``{url}/_withdrawn/<the partition's folder>/<UTC time>-data.parquet``, where
+        no reader of the table finds it. Nothing is deleted without a copy, and the file is
+        never in neither place: locally one rename; on S3 a server-side copy, then the delete,
+        only if the file is still the one copied (same ETag). A write landing in the moment
+        between that comparison and the delete would be lost: do not withdraw a partition while
+        it is being materialized.
+        """
+        relative = self._relative_file(instrument, month, table_name, DATA_FILE)
+        moved = (
+            f"{WITHDRAWN}/{self.relative_dir(instrument, month, table_name)}/{_stamp()}-{DATA_FILE}"
+        )
+        source, target = self._fs_path(relative), self._fs_path(moved)
+        if self.is_local:
+            self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+            try:
+                os.replace(source, target)
+            except FileNotFoundError:
+                return None
+        else:
+            try:
+                etag = self.fs.info(source)["ETag"]
+            except FileNotFoundError:
+                return None
+            self.fs.copy(source, target)
+            if self.fs.info(source)["ETag"] != etag:
+                raise RuntimeError(
+                    f"{self.url}/{relative} was rewritten while it was withdrawn; it stays, and"
+                    f" {self.url}/{moved} holds the version before"
+                )
+            self.fs.rm_file(source)
+        return f"{self.url}/{moved}"
+
+    def withdrawn(
+        self, instrument: Instrument | None, month: Month, table_name: str = METRIC
+    ) -> list[str]:
+        """URLs of a partition's withdrawn files, oldest first."""
+        relative = f"{WITHDRAWN}/{self.relative_dir(instrument, month, table_name)}"
+        found = sorted(self.fs.find(self._fs_path(relative)))
+        return [f"{self.url}/{relative}/{path.rsplit('/', 1)[1]}" for path in found]
 
     # ------------------------------------------------------------------------------------ reads
     def exists(
@@ -267,11 +375,15 @@ class Warehouse:
         ]
         by_month_only = bool(stored) and stored[0][1] is None
         hive = pa.schema(list(HIVE_SCHEMA)[4:]) if by_month_only else HIVE_SCHEMA
+        known = KNOWN_SCHEMAS.get(table_name)
+        # A known table reads as its schema, also from files an older version wrote in another
+        # shape (a time zone, another time unit, float32); other tables as their files say.
+        schema = None if known is None else pa.unify_schemas([known, hive])
         if not files:
-            known = KNOWN_SCHEMAS.get(table_name, pa.schema([]))
-            return ds.dataset([], schema=pa.unify_schemas([known, hive]), format="parquet")
+            return ds.dataset([], schema=hive if schema is None else schema, format="parquet")
         return ds.dataset(
             files,
+            schema=schema,
             filesystem=self.fs,
             format="parquet",
             partitioning=ds.partitioning(hive, flavor="hive"),

@@ -3,20 +3,26 @@ on S3 (moto server on 127.0.0.1): every test here runs on both."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
 from aperiodic_assets.months import Month
+from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
 
 from .conftest import BTC_1H, month_table
 
+ONE_NS = pa.scalar(1, pa.duration("ns"))
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 JULY = Month(2026, 7)
 
@@ -152,3 +158,126 @@ def test_other_tables_use_the_same_layout_and_writer(warehouse: Warehouse):
         24,
         23,
     ]
+
+
+# --- strict: one canonical form whatever comes in ----------------------------------------------
+
+
+def reshaped(table: pa.Table) -> pa.Table:
+    """The same rows in another shape: shuffled, ns UTC-aware time, float32-exact metrics as
+    float32, columns reordered, an identity and an extra column."""
+    order = np.random.default_rng(3).permutation(table.num_rows)
+    shuffled = table.take(order)
+    columns = {
+        "venue": pa.array(["x"] * table.num_rows),
+        **{c: shuffled[c].cast(pa.float32()) for c in reversed(METRIC_COLUMNS)},
+        "time": shuffled["time"].cast(pa.timestamp("ns", "UTC")),
+        "exchange": pa.array(["binance-futures"] * table.num_rows).dictionary_encode(),
+    }
+    return pa.table(columns)
+
+
+def float32_exact(table: pa.Table) -> pa.Table:
+    """``table`` with every metric rounded to float32 and back: what a float32 file holds."""
+    for c in METRIC_COLUMNS:
+        i = table.column_names.index(c)
+        table = table.set_column(i, c, table[c].cast(pa.float32()).cast(pa.float64()))
+    return table
+
+
+def test_any_shape_of_the_same_data_is_written_as_the_same_canonical_bytes(warehouse: Warehouse):
+    canonical = float32_exact(month_table(BTC_1H, JULY))
+    first = warehouse.write(BTC_1H, JULY, canonical)
+    again = warehouse.write(BTC_1H, JULY, reshaped(canonical))
+    assert again.sha256 == first.sha256
+    back = read_parquet(warehouse, again.path)
+    assert back.schema.equals(SCHEMA) and back.equals(canonical)
+
+
+def test_rechunked_data_gives_the_same_bytes(warehouse: Warehouse):
+    table = month_table(BTC_1H, JULY)
+    whole = warehouse.write(BTC_1H, JULY, table)
+    pieces = pa.concat_tables([table.slice(0, 100), table.slice(100, 7), table.slice(107)])
+    assert warehouse.write(BTC_1H, JULY, pieces).sha256 == whole.sha256
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        (lambda t: t.drop_columns(["imbalance"]), "column imbalance is missing"),
+        (
+            lambda t: t.set_column(1, "imbalance", t["imbalance"].cast(pa.string())),
+            "column imbalance of type string is not double",
+        ),
+        (
+            lambda t: t.set_column(0, "time", pc.add(t["time"].cast(pa.timestamp("ns")), ONE_NS)),
+            "cannot be stored exactly as timestamp[us]",
+        ),
+        (lambda t: t.set_column(0, "time", t["time"].cast(pa.int64())), "time of type int64"),
+    ],
+    ids=["missing", "string", "sub-microsecond", "not-a-timestamp"],
+)
+def test_a_table_that_cannot_be_stored_exactly_is_refused(warehouse: Warehouse, change, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        warehouse.write(BTC_1H, JULY, change(month_table(BTC_1H, JULY)))
+    assert not warehouse.exists(BTC_1H, JULY)
+
+
+def test_reads_return_the_canonical_schema_from_files_in_an_older_shape(warehouse: Warehouse):
+    """A file written before the warehouse was strict (UTC-aware ns time, float32) reads as
+    naive us and float64."""
+    old = float32_exact(month_table(BTC_1H, JULY))
+    warehouse.write_file(
+        BTC_1H, JULY, "data.parquet", pq_bytes(reshaped(old).drop_columns(["venue", "exchange"]))
+    )
+    table = warehouse.read([BTC_1H], [JULY])
+    assert table.schema.field("time").type == pa.timestamp("us")
+    assert table.select(SCHEMA.names).sort_by("time").equals(old)
+
+
+# --- withdraw ----------------------------------------------------------------------------------
+
+
+def test_withdraw_moves_the_file_aside_and_readers_no_longer_see_it(warehouse: Warehouse):
+    written = warehouse.write(BTC_1H, JULY, month_table(BTC_1H, JULY))
+    data = warehouse.read_bytes(BTC_1H, JULY)
+    warehouse.write(ETH_1H, JULY, month_table(ETH_1H, JULY))
+
+    url = warehouse.withdraw(BTC_1H, JULY)
+
+    assert url is not None
+    folder = f"{warehouse.url}/_withdrawn/{warehouse.relative_dir(BTC_1H, JULY)}/"
+    assert url.startswith(folder) and url.endswith("Z-data.parquet")
+    assert re.fullmatch(r"\d{8}T\d{12}Z-data\.parquet", url[len(folder) :])
+    assert warehouse.fs.cat_file(url) == data
+    assert hashlib.sha256(data).hexdigest() == written.sha256
+    assert not warehouse.exists(BTC_1H, JULY)
+    assert warehouse.partitions() == [(ETH_1H, JULY)]
+    assert warehouse.read([BTC_1H], [JULY]).num_rows == 0
+    assert warehouse.withdrawn(BTC_1H, JULY) == [url]
+    assert warehouse.withdrawn(ETH_1H, JULY) == []
+
+
+def test_withdrawing_twice_keeps_both_versions_and_nothing_is_none(warehouse: Warehouse):
+    assert warehouse.withdraw(BTC_1H, JULY) is None
+    warehouse.write(BTC_1H, JULY, month_table(BTC_1H, JULY))
+    first = warehouse.withdraw(BTC_1H, JULY)
+    assert warehouse.withdraw(BTC_1H, JULY) is None
+    warehouse.write(BTC_1H, JULY, month_table(BTC_1H, JULY).slice(0, 24))
+    second = warehouse.withdraw(BTC_1H, JULY)
+    assert warehouse.withdrawn(BTC_1H, JULY) == [first, second]
+    assert pq.read_table(io.BytesIO(warehouse.fs.cat_file(second))).num_rows == 24
+
+
+def test_a_withdrawn_month_can_be_written_again(warehouse: Warehouse):
+    table = month_table(BTC_1H, JULY)
+    first = warehouse.write(BTC_1H, JULY, table)
+    warehouse.withdraw(BTC_1H, JULY)
+    assert warehouse.write(BTC_1H, JULY, table).sha256 == first.sha256
+    assert warehouse.partitions() == [(BTC_1H, JULY)]
+
+
+def pq_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    return sink.getvalue()
