@@ -2,7 +2,8 @@
 
 Ranged (backfill) runs report each partition themselves, so they must attach what Dagster would
 have attached to a single-partition materialization; the sensor requests asset backfills, whose
-request type Dagster keeps private; a schedule cannot request a backfill, so it builds the ranged
+request type Dagster keeps private, and learns from the backfill table (also private) whether a
+request finished; a schedule cannot request a backfill, so it builds the ranged
 runs a ``BackfillPolicy.single_run()`` backfill would. These paths have moved between Dagster
 releases: this module checks the version it was written for at import and says what to do when
 it differs. ``tests/test_backfill_e2e.py`` compares a ranged run's events with a single-partition
@@ -39,6 +40,10 @@ from dagster._core.definitions.data_version import (  # noqa: E402
 )
 from dagster._core.definitions.partitions.utils import (  # noqa: E402
     get_tags_from_multi_partition_key,
+)
+from dagster._core.execution.backfill import (  # noqa: E402
+    BulkActionsFilter,
+    BulkActionStatus,
 )
 from dagster._core.storage.tags import (  # noqa: E402
     ASSET_PARTITION_RANGE_END_TAG,
@@ -134,3 +139,25 @@ def backfill_subset_keys(request: dg.RunRequest) -> list[str]:
     return sorted(
         str(p.partition_key) for p in subset.iterate_asset_partitions() if p.partition_key
     )
+
+
+#: Backfill statuses after which the daemon launches nothing more for a backfill.
+_BACKFILL_OVER = [
+    BulkActionStatus.COMPLETED,
+    BulkActionStatus.COMPLETED_SUCCESS,
+    BulkActionStatus.COMPLETED_FAILED,
+    BulkActionStatus.FAILED,
+    BulkActionStatus.CANCELED,
+]
+
+
+def backfills_over(instance: dg.DagsterInstance, tag: str, values: Iterable[str]) -> set[str]:
+    """The values of ``tag`` whose backfill is over (succeeded, failed or canceled): one query
+    per value. Backfills, their filter and statuses are not public API."""
+    return {
+        value
+        for value in values
+        if instance.get_backfills(
+            filters=BulkActionsFilter(tags={tag: value}, statuses=_BACKFILL_OVER), limit=1
+        )
+    }

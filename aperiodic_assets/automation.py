@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TypeVar
 
 import dagster as dg
 
-from . import watch
-from ._dagster_internals import backfill_request, ranged_run_requests
+from . import clock, watch
+from ._dagster_internals import backfill_request, backfills_over, ranged_run_requests
 from .api import AperiodicClient, AperiodicError, FileInfo
-from .assets.l1_imbalance import L1_IMBALANCE, SOURCE_STAMPS
+from .assets.l1_imbalance import (
+    L1_IMBALANCE,
+    OUTCOME,
+    RETRY_AFTER,
+    SOURCE_STAMPS,
+    WITHDRAW_CONFIRMED,
+    WITHDRAW_TAG,
+)
 from .months import Month
 from .partitions import UNIVERSE, l1_partitions, month_partitions, partition_key
 from .resources import AperiodicResource
@@ -32,6 +39,9 @@ from .universe import Instrument
 
 #: Tag on what the automation requests, naming which of it did (the sensor or the schedule).
 TRIGGER_TAG = "aperiodic/trigger"
+#: Tag on the sensor's backfills: which tick's request it carries, so the next ticks can ask
+#: the instance whether it finished.
+REQUEST_TAG = "aperiodic/request"
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -125,14 +135,17 @@ class Tick:
         return listed, errors, started
 
     def watched(
-        self, listed: dict[Instrument, list[FileInfo]], materialized: dict[str, watch.Materialized]
+        self,
+        listed: dict[Instrument, list[FileInfo]],
+        materialized: dict[str, watch.Materialized],
+        failed: dict[str, watch.Failed],
     ) -> list[watch.Watched]:
         out = []
         for instrument, files in listed.items():
             for month in self.months:
                 key = str(partition_key(instrument, month))
                 in_month = [f for f in files if (f.year, f.month) == (month.year, month.month)]
-                out.append(watch.Watched(key, in_month, materialized.get(key)))
+                out.append(watch.Watched(key, in_month, materialized.get(key), failed.get(key)))
         return out
 
 
@@ -140,24 +153,54 @@ def latest_materializations(
     instance: dg.DagsterInstance, keys: Iterable[str]
 ) -> dict[str, watch.Materialized]:
     """Per partition, the files its latest materialization was built from: two queries."""
-    storage_ids = instance.get_latest_storage_id_by_partition(
-        L1_IMBALANCE, dg.DagsterEventType.ASSET_MATERIALIZATION, set(keys)
-    )
-    if not storage_ids:
-        return {}
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, storage_ids=list(storage_ids.values())),
-        limit=len(storage_ids),
-    ).records
     out = {}
-    for record in records:
+    for record in _latest(instance, dg.DagsterEventType.ASSET_MATERIALIZATION, keys):
         mat = record.asset_materialization
         if mat is None or mat.partition is None:
             continue
-        stamps = mat.metadata.get(SOURCE_STAMPS)
-        files = dict(stamps.value) if stamps is not None and stamps.value else {}
-        out[mat.partition] = watch.Materialized(files=files, at=record.timestamp)
+        out[mat.partition] = watch.Materialized(files=_stamps(mat.metadata), at=record.timestamp)
     return out
+
+
+def latest_failures(instance: dg.DagsterInstance, keys: Iterable[str]) -> dict[str, watch.Failed]:
+    """Per partition, its latest failed attempt as the asset recorded it: two queries."""
+    out = {}
+    for record in _latest(instance, dg.DagsterEventType.ASSET_OBSERVATION, keys):
+        event = record.event_log_entry.asset_observation
+        if event is None or event.partition is None or OUTCOME not in event.metadata:
+            continue
+        wait = event.metadata.get(RETRY_AFTER)
+        error = event.metadata.get("error")
+        out[event.partition] = watch.Failed(
+            at=record.timestamp,
+            rejected=event.metadata[OUTCOME].value == "rejected",
+            files=_stamps(event.metadata),
+            retry_after_s=None if wait is None else float(wait.value),
+            error="" if error is None else str(error.value),
+        )
+    return out
+
+
+def _latest(
+    instance: dg.DagsterInstance, event_type: dg.DagsterEventType, keys: Iterable[str]
+) -> list[dg.EventLogRecord]:
+    storage_ids = instance.get_latest_storage_id_by_partition(L1_IMBALANCE, event_type, set(keys))
+    if not storage_ids:
+        return []
+    records_filter = dg.AssetRecordsFilter(
+        asset_key=L1_IMBALANCE, storage_ids=list(storage_ids.values())
+    )
+    fetch = (
+        instance.fetch_materializations
+        if event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        else instance.fetch_observations
+    )
+    return list(fetch(records_filter, limit=len(storage_ids)).records)
+
+
+def _stamps(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, str]:
+    stamps = metadata.get(SOURCE_STAMPS)
+    return dict(stamps.value) if stamps is not None and stamps.value else {}
 
 
 def _rotate(items: Sequence[_T], start: int) -> list[_T]:
@@ -184,48 +227,82 @@ def evaluate(
     cursor.next_instrument = (cursor.next_instrument + started) % max(1, len(instruments))
     all_keys = {str(partition_key(i, m)) for i in instruments for m in tick.months}
     listed_keys = {str(partition_key(i, m)) for i in listed for m in tick.months}
-    watched = tick.watched(listed, latest_materializations(context.instance, listed_keys))
+    watched = tick.watched(
+        listed,
+        latest_materializations(context.instance, listed_keys),
+        latest_failures(context.instance, listed_keys),
+    )
 
-    plan = watch.plan(watched, cursor, now)
+    settled = watch.settle_in_flight(
+        cursor,
+        watched,
+        backfills_over(context.instance, REQUEST_TAG, cursor.request_ids()),
+        now,
+        settings.interval_s,
+    )
+    plan = watch.plan(watched, cursor, now, settings.interval_s)
     probed, probes_started = run_bounded(
         plan.probes, lambda pair: client.stamp(pair[1]), settings.concurrency, deadline
     )
-    newest = plan.up_to_date
+    newest = plan.up_to_date + plan.rejected
     cursor.next_file += max(0, probes_started - newest)
     stamps = [(w, s) for (w, _), s in probed if not isinstance(s, AperiodicError)]
     errors += [
         f"probe {f.label} of {w.key}: {s}" for (w, f), s in probed if isinstance(s, Exception)
     ]
-    requests = plan.requests + watch.republished(stamps, cursor, now)
-    watch.settle(cursor, watched, requests, all_keys, now)
+    changed, waiting = watch.republished(stamps, cursor, now)
+    requests = plan.requests + changed
+    waiting = {**plan.waiting, **waiting}
+    request_id = f"{now:.3f}"
+    watch.settle(cursor, watched, requests + plan.withdrawals, all_keys, now, request_id)
 
     summary = (
         f"listed {len(listed)} of {len(instruments)} instruments"
         f" ({len(tick.months)} months each); {plan.up_to_date} partitions up to date,"
-        f" {plan.unpublished} not published, {plan.in_flight} requested earlier and not landed;"
-        f" identity probes: {len(stamps)} of {newest} newest + {plan.older_files} older files;"
+        f" {plan.unpublished} not published, {plan.in_flight} requested earlier and not landed,"
+        f" {len(waiting)} waiting after a failure, {plan.rejected} rejected (waiting for"
+        f" corrected files), {plan.empty_once} listed empty once; identity probes:"
+        f" {len(stamps)} of {newest} newest + {plan.older_files} older files;"
         f" {time.monotonic() - started_at:.1f}s"
     )
+    for line in settled:
+        context.log.warning(f"earlier request not landed: {line}")
+    for key, reason in sorted(waiting.items()):
+        context.log.info(f"not requesting {key} yet: {reason}")
+    skipped = len(instruments) - started
+    if skipped:
+        errors.append(
+            f"{skipped} instrument(s) not listed within the tick's {settings.budget_s:g}s"
+            " budget; the next tick starts with them"
+        )
     for error in errors:
         context.log.warning(f"will retry next tick: {error}")
     if errors and not listed:
         # Nothing could be compared: fail the tick so the UI shows it.
         raise RuntimeError(f"{len(errors)} listing(s) failed: " + "; ".join(errors[:5]))
     context.log.info(summary)
-    if not requests:
+    if not requests and not plan.withdrawals:
         return dg.SensorResult(skip_reason=f"nothing new: {summary}", cursor=cursor.dump())
     shown = 20
-    for r in requests[:shown]:
+    for r in (requests + plan.withdrawals)[:shown]:
         context.log.info(f"requesting {r.key}: {r.reason}")
-    if len(requests) > shown:
-        context.log.info(f"... and {len(requests) - shown} more partitions")
-    tags = {TRIGGER_TAG: "new_month_sensor", "aperiodic/partitions": str(len(requests))}
-    return dg.SensorResult(
-        run_requests=[
-            backfill_request(L1_IMBALANCE, l1_partitions, [r.key for r in requests], tags)
-        ],
-        cursor=cursor.dump(),
-    )
+    if len(requests) + len(plan.withdrawals) > shown:
+        context.log.info(f"... and {len(requests) + len(plan.withdrawals) - shown} more partitions")
+    tags = {TRIGGER_TAG: "new_month_sensor", REQUEST_TAG: request_id}
+    run_requests = [
+        backfill_request(
+            L1_IMBALANCE,
+            l1_partitions,
+            [r.key for r in batch],
+            {**tags, "aperiodic/partitions": str(len(batch)), **extra},
+        )
+        for batch, extra in (
+            (requests, {}),
+            (plan.withdrawals, {WITHDRAW_TAG: WITHDRAW_CONFIRMED}),
+        )
+        if batch
+    ]
+    return dg.SensorResult(run_requests=run_requests, cursor=cursor.dump())
 
 
 @dg.sensor(
@@ -238,12 +315,13 @@ def evaluate(
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicResource):
-    current = month_partitions.get_last_partition_key()
-    if current is None:
+    last = month_partitions.get_last_partition_key()
+    if last is None:
         return dg.SkipReason("no month in the partitions yet")
+    current = min(Month.of(clock.today()), Month.parse(last))
     client = aperiodic.get_client(logger=context.log, max_connections=SETTINGS.concurrency)
     try:
-        return evaluate(context, client, UNIVERSE.instruments, Month.parse(current), SETTINGS)
+        return evaluate(context, client, UNIVERSE.instruments, current, SETTINGS)
     finally:
         client.close()
 
@@ -262,8 +340,8 @@ def schedule_requests(month: Month, instruments: Iterable[Instrument]) -> list[d
 
 @dg.schedule(
     name="monthly_schedule",
-    description="The last completed month of every instrument, a few hours after month end (UTC),"
-    " in as few runs as a backfill.",
+    description="The last completed month of every instrument that does not hold it whole yet, a"
+    " few hours after month end (UTC), in as few runs as a backfill: a backstop for the sensor.",
     cron_schedule=os.environ.get("APERIODIC_SCHEDULE_CRON", "0 6 1 * *"),
     execution_timezone="UTC",
     target=[L1_IMBALANCE],
@@ -271,4 +349,25 @@ def schedule_requests(month: Month, instruments: Iterable[Instrument]) -> list[d
 )
 def monthly_schedule(context: dg.ScheduleEvaluationContext):
     month = Month.of(context.scheduled_execution_time.date()).previous()
-    return schedule_requests(month, UNIVERSE.instruments)
+    keys = {str(partition_key(i, month)): i for i in UNIVERSE.instruments}
+    done = complete_partitions(context.instance, month, keys)
+    todo = [i for k, i in keys.items() if k not in done]
+    if not todo:
+        return dg.SkipReason(f"{month}: every instrument already holds the whole month")
+    return schedule_requests(month, todo)
+
+
+def complete_partitions(
+    instance: dg.DagsterInstance, month: Month, keys: Iterable[str]
+) -> set[str]:
+    """Partitions of ``month`` whose latest materialization already reaches its last day (the
+    sensor landed them): the schedule, a backstop, leaves them alone."""
+    last_day = month.last_day.isoformat()
+    return {
+        record.asset_materialization.partition
+        for record in _latest(instance, dg.DagsterEventType.ASSET_MATERIALIZATION, keys)
+        if record.asset_materialization is not None
+        and record.asset_materialization.partition is not None
+        and (through := record.asset_materialization.metadata.get("through")) is not None
+        and through.value == last_day
+    }

@@ -33,7 +33,8 @@ class PartitionRejected(Exception):
     """The month's data failed validation; nothing was written, the input is in quarantine.
 
     ``validation`` is the report when the month got as far as validation (not when its files
-    could not be assembled), so the caller can record each check's result.
+    could not be assembled), so the caller can record each check's result. ``source_stamps``
+    identify the rejected files (label -> token), so automation can wait until one changes.
     """
 
     def __init__(
@@ -42,10 +43,12 @@ class PartitionRejected(Exception):
         quarantine_url: str,
         report: dict,
         validation: ValidationReport | None = None,
+        source_stamps: dict[str, str] | None = None,
     ) -> None:
         self.quarantine_url = quarantine_url
         self.report = report
         self.validation = validation
+        self.source_stamps = source_stamps or {}
         super().__init__(f"{message} Raw files and report: {quarantine_url}")
 
 
@@ -195,6 +198,7 @@ def _reject(
         url,
         report,
         validation,
+        {s.info.label: file_token(s.etag, len(s.data)) for s in sources},
     )
 
 

@@ -26,10 +26,16 @@ from aperiodic_assets.automation import (
     watched_months,
 )
 from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import UNIVERSE, month_partitions, parse_partition_key
+from aperiodic_assets.partitions import (
+    UNIVERSE,
+    l1_partitions,
+    month_partitions,
+    parse_partition_key,
+    partition_key,
+)
 from aperiodic_assets.schema import INTERVALS
 
-from .conftest import BTC_1H
+from .conftest import BTC_1H, TODAY
 
 CURRENT = Month.parse(month_partitions.get_last_partition_key())
 LAST = CURRENT.previous()
@@ -147,7 +153,7 @@ def test_a_request_in_flight_is_not_repeated_until_it_expires(sandbox, ticker, m
     assert ticker.requested()
     assert ticker.requested() == [], "the backfill has not landed yet: no second request"
     monkeypatch.setattr(watch, "REQUEST_EXPIRY_S", 0.0)
-    assert ticker.requested(), "a request that never landed is made again once it expires"
+    assert ticker.requested(), "a request not heard of for too long is settled and made again"
 
 
 def test_a_republished_file_runs_again(sandbox, ticker, resources, instance):
@@ -177,10 +183,10 @@ def test_older_files_are_probed_in_rotation_and_a_changed_one_is_requested():
     plan = watch.plan([partition], cursor, now=10.0)
     assert [f.label for _, f in plan.probes] == ["2026-11-03", "2026-11-02", "2026-11-01"]
     changed = [(partition, FileStamp("2026-11-01", "other", 1, ""))]
-    (request,) = watch.republished(changed, cursor, now=10.0)
-    assert request.key == "p" and "2026-11-01" in request.reason
+    (request,), waiting = watch.republished(changed, cursor, now=10.0)
+    assert request.key == "p" and "2026-11-01" in request.reason and waiting == {}
     unchanged = [(partition, FileStamp("2026-11-02", "e", 1, ""))]
-    assert watch.republished(unchanged, cursor, now=10.0) == []
+    assert watch.republished(unchanged, cursor, now=10.0) == ([], {})
 
 
 def info(label: str) -> FileInfo:
@@ -229,9 +235,9 @@ def test_partitions_already_materialized_from_the_same_files_are_not_requested(
     assert len(keys) == 3 * INSTRUMENTS - 1
 
 
-def test_the_schedule_is_one_ranged_run_for_every_instrument_of_the_previous_month():
+def test_the_schedule_is_one_ranged_run_for_every_instrument_of_the_previous_month(instance):
     tick = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
-    context = dg.build_schedule_context(scheduled_execution_time=tick)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
     requests = list(monthly_schedule(context))
     assert len(requests) == 1
     tags = requests[0].tags
@@ -241,6 +247,20 @@ def test_the_schedule_is_one_ranged_run_for_every_instrument_of_the_previous_mon
     assert requests[0].run_key and requests[0].partition_key is None
     assert monthly_schedule.cron_schedule == "0 6 1 * *"
     assert monthly_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_the_schedule_leaves_alone_what_the_sensor_landed_whole(sandbox, resources, instance):
+    """A backstop: instruments whose month reaches its last day are not run again."""
+    month = Month.of(TODAY).previous()
+    materialize([str(partition_key(BTC_1H, month))], resources, instance)
+    tick = datetime.combine(month.next().first_day, datetime.min.time(), UTC) + timedelta(hours=6)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+    requests = list(monthly_schedule(context))
+    start = requests[0].tags["dagster/asset_partition_range_start"]
+    end = requests[-1].tags["dagster/asset_partition_range_end"]
+    keys = l1_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+    covered = {parse_partition_key(k)[0] for k in keys if parse_partition_key(k)[1] == month}
+    assert BTC_1H not in covered and len(covered) == INSTRUMENTS - 1
 
 
 def test_the_scheduled_ranged_run_materializes_every_instrument(sandbox, resources, instance):

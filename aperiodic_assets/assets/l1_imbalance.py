@@ -14,16 +14,20 @@ unmaterialized and the run fails at the end, so the backfill's "re-execute from 
 minus materialized) retries only them.
 """
 
+import logging
+import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from .. import clock
 from .._dagster_internals import check_target, materialization_tags
-from ..api import AperiodicClient, AperiodicError
+from ..api import AperiodicError, TransientError
 from ..partitions import l1_partitions, parse_partition_key
 from ..pipeline import PartitionRejected, completed, run_partition
 from ..resources import AperiodicResource, WarehouseResource
@@ -41,11 +45,35 @@ from .reporting import (
     table,
 )
 
-__all__ = ["L1_IMBALANCE", "SOURCE_IDENTITY", "SOURCE_STAMPS", "WARNINGS_TAG", "l1_imbalance"]
+__all__ = [
+    "L1_IMBALANCE",
+    "OUTCOME",
+    "RETRY_AFTER",
+    "SOURCE_IDENTITY",
+    "SOURCE_STAMPS",
+    "WARNINGS_TAG",
+    "WITHDRAWN",
+    "WITHDRAW_CONFIRMED",
+    "WITHDRAW_TAG",
+    "l1_imbalance",
+]
 
 L1_IMBALANCE = dg.AssetKey(["aperiodic", "l1_imbalance"])
 API_POOL = "aperiodic_api"
 CODE_VERSION = "1"
+#: Observation metadata of a partition that failed for good in a run: "rejected" or "failed".
+OUTCOME = "aperiodic/outcome"
+#: Observation metadata: the wait the API asked for (Retry-After), in seconds.
+RETRY_AFTER = "retry_after_s"
+#: Materialization metadata of a month whose files Aperiodic withdrew.
+WITHDRAWN = "withdrawn"
+#: Run tag set by the sensor once a month's files are confirmed withdrawn; a run with it moves
+#: the month's file out of the warehouse when the listing is still empty.
+WITHDRAW_TAG = "aperiodic/withdraw"
+WITHDRAW_CONFIRMED = "confirmed"
+RETRY_POLICY = dg.RetryPolicy(
+    max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 #: Fresh to yesterday: Aperiodic publishes each day's file shortly after midnight UTC and the
 #: sensor notices it within its interval, so by 06:00 UTC the asset must have materialized since
 #: midnight. Dagster evaluates it on the asset as a whole (its latest materialization of any
@@ -74,7 +102,8 @@ with warnings.catch_warnings():
 
 
 class L1ImbalanceConfig(dg.Config):
-    """Validation tolerances (the defaults suit Aperiodic's float64 files) and backfill threads."""
+    """Validation tolerances (the defaults suit Aperiodic's float64 files), backfill threads and
+    how long a run may wait for the API."""
 
     abs_tol: float = 1e-9
     rel_tol: float = 1e-9
@@ -86,10 +115,21 @@ class L1ImbalanceConfig(dg.Config):
         " in memory; API calls in flight are at most this times the client's download limit.",
     )
     retry_after_wait_max_s: float = Field(
-        default=3600.0,
-        description="When the API asks to come back later (Retry-After) than its client waits"
-        " in-line, a single-partition run is retried after exactly that wait if it is at most"
-        " this long; otherwise it fails and the sensor requests the partition again later.",
+        default=300.0,
+        ge=0.0,
+        le=900.0,
+        description="Longest wait a run spends on a partition the API asked to come back to"
+        " later (Retry-After) or that failed transiently. A run retries after waits up to this"
+        " long; a longer one fails the partition at once, naming the wait, and the new-month"
+        " sensor requests it again once the wait is over. No run sleeps longer.",
+    )
+    partition_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Attempts a backfill (ranged) run makes at one partition whose API calls"
+        " failed transiently (after the client's own retries), each after the wait the server"
+        " asked for or a backoff; partitions that landed are never redone.",
     )
 
 
@@ -115,16 +155,16 @@ class L1ImbalanceConfig(dg.Config):
     pool=API_POOL,
     # One run per contiguous range of partition keys: run start-up is paid once per range.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    retry_policy=dg.RetryPolicy(
-        max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-    ),
+    retry_policy=RETRY_POLICY,
 )
 def l1_imbalance(
     context: dg.AssetExecutionContext,
     config: L1ImbalanceConfig,
     aperiodic: AperiodicResource,
     warehouse: WarehouseResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+) -> Iterator[
+    dg.MaterializeResult | dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation
+]:
     client = aperiodic.get_client(
         logger=context.log,
         client_tag=context.run.run_id,
@@ -135,29 +175,59 @@ def l1_imbalance(
         abs_tol=config.abs_tol, rel_tol=config.rel_tol, nan_share_max=config.nan_share_max
     )
     store = warehouse.get_warehouse()
+    # Read once, before any listing: every partition of the run is judged at the same date.
+    today = clock.today()
+    withdraw = context.run.tags.get(WITHDRAW_TAG) == WITHDRAW_CONFIRMED
+
+    def land(key: str) -> Landed | None:
+        instrument, month = parse_partition_key(key)
+        outcome = run_partition(client, store, instrument, month, tolerances, today=today)
+        if outcome.published or not withdraw:
+            return landed(outcome)
+        return _withdrawn(context, store, key)
+
     selected = {key.name for key in context.selected_asset_check_keys}
     try:
         if context.has_partition_key:
-            yield from _one_partition(
-                context, client, store, tolerances, selected, config.retry_after_wait_max_s
-            )
+            yield from _one_partition(context, land, selected, config.retry_after_wait_max_s)
         else:
-            yield from _partition_range(
-                context,
-                lambda key: _land(client, store, key, tolerances),
-                config.partition_concurrency,
-                selected,
+            patient = _patiently(
+                land,
+                config.partition_attempts,
+                config.retry_after_wait_max_s,
+                client.retry.backoff_max_s,
+                context.log,
             )
+            yield from _partition_range(context, patient, config.partition_concurrency, selected)
     finally:
         client.close()
 
 
-def _land(
-    client: AperiodicClient, warehouse: Warehouse, key: str, tolerances: ValidationConfig
-) -> Landed | None:
-    """Run one partition; None when Aperiodic publishes no file for the month."""
+def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str) -> Landed | None:
+    """A confirmed withdrawal: the month's file moves to ``_withdrawn/`` and the partition says
+    so (0 rows, a new data version), so downstream assets follow; nothing is deleted."""
     instrument, month = parse_partition_key(key)
-    return landed(run_partition(client, warehouse, instrument, month, tolerances))
+    moved_to = warehouse.withdraw(instrument, month)
+    if moved_to is None:
+        return None
+    message = (
+        f"{instrument.key} {month}: Aperiodic no longer lists any file for this month (confirmed"
+        f" by two listings at least one sensor interval apart); the warehouse file was moved to"
+        f" {moved_to}."
+    )
+    context.log.warning(message)
+    return Landed(
+        sha256="withdrawn",
+        metadata={
+            "warnings": dg.MetadataValue.text(f"withdrawn: {message}"),
+            "rows": dg.MetadataValue.int(0),
+            WITHDRAWN: dg.MetadataValue.bool(True),
+            "withdrawn_to": dg.MetadataValue.path(moved_to),
+            SOURCE_STAMPS: dg.MetadataValue.json({}),
+        },
+        tags={WARNINGS_TAG: "withdrawn"},
+        checks=[],
+    )
 
 
 def _rejected_checks(
@@ -171,20 +241,35 @@ def _rejected_checks(
             yield check_evaluation(check, L1_IMBALANCE, partition, target=None)
 
 
+def _attempt(
+    partition: str, error: BaseException, description: str | None = None
+) -> dg.AssetObservation:
+    """A partition that failed for good in this run, recorded where the new-month sensor reads
+    it: a rejected month waits for its files to change, a transient failure for its wait."""
+    metadata: dict[str, Any] = {OUTCOME: "failed", "error": description or _describe(error)}
+    if isinstance(error, PartitionRejected):
+        metadata[OUTCOME] = "rejected"
+        metadata[SOURCE_STAMPS] = dg.MetadataValue.json(error.source_stamps)
+    wait = getattr(error, "retry_after_s", None)
+    if wait is not None:
+        metadata[RETRY_AFTER] = float(wait)
+    return dg.AssetObservation(asset_key=L1_IMBALANCE, partition=partition, metadata=metadata)
+
+
 def _one_partition(
     context: dg.AssetExecutionContext,
-    client: AperiodicClient,
-    warehouse: Warehouse,
-    tolerances: ValidationConfig,
+    land: Callable[[str], Landed | None],
     selected: set[str],
     retry_after_wait_max_s: float,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckEvaluation]:
-    """A single-partition run (UI, sensor, schedule): Dagster stores the result and retries."""
+) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckEvaluation]:
+    """A single-partition run (UI, or a backfill of one key under another policy): Dagster
+    stores the result and retries transient failures."""
     key = context.partition_key
     try:
-        result = _land(client, warehouse, key, tolerances)
+        result = land(key)
     except PartitionRejected as exc:
         yield from _rejected_checks(exc, key, selected)
+        yield _attempt(key, exc)
         raise dg.Failure(
             description=str(exc),
             metadata={
@@ -194,7 +279,13 @@ def _one_partition(
             allow_retries=False,
         ) from None
     except AperiodicError as exc:
-        raise _api_failure(context, exc, retry_after_wait_max_s) from None
+        failure = _api_failure(context, exc, retry_after_wait_max_s)
+        if isinstance(failure, dg.Failure) and (
+            not failure.allow_retries or context.retry_number >= RETRY_POLICY.max_retries
+        ):
+            # No retry follows: the sensor takes over.
+            yield _attempt(key, exc, failure.description)
+        raise failure from None
     if result is None:
         _log_unpublished(context, key)
         return
@@ -216,13 +307,53 @@ def _api_failure(
     if wait <= retry_after_wait_max_s:
         # Not sooner than the server allowed: the RetryPolicy's own delay could be shorter.
         context.log.warning(f"{exc} Retrying this partition in {wait:.0f}s.")
-        return dg.RetryRequested(max_retries=3, seconds_to_wait=wait)
-    return dg.Failure(
-        description=f"{exc} That is longer than retry_after_wait_max_s"
-        f" ({retry_after_wait_max_s:.0f}s), so this run does not wait: the new-month sensor"
-        " requests the partition again later, or re-execute it yourself after the wait.",
-        allow_retries=False,
+        return dg.RetryRequested(max_retries=RETRY_POLICY.max_retries, seconds_to_wait=wait)
+    return dg.Failure(description=_too_long(exc, wait, retry_after_wait_max_s), allow_retries=False)
+
+
+def _too_long(exc: AperiodicError, wait: float, wait_max: float) -> str:
+    return (
+        f"{exc} The server asked to wait {wait:.0f}s, longer than retry_after_wait_max_s"
+        f" ({wait_max:.0f}s), so this run does not wait: the new-month sensor requests the"
+        " partition again once the wait is over, or re-execute it yourself after it."
     )
+
+
+def _patiently(
+    land: Callable[[str], Landed | None],
+    attempts: int,
+    wait_max: float,
+    backoff_s: float,
+    log: logging.Logger,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Callable[[str], Landed | None]:
+    """``land`` with a ranged run's own retries of one partition after a transient API error.
+
+    A ranged run has no step retry (it would redo the partitions that landed), so each
+    partition gets ``attempts`` tries here, each after the server's Retry-After or a doubling
+    backoff; a wait over ``wait_max`` ends the partition's tries at once, with the wait in its
+    error, for the sensor to honour.
+    """
+
+    def run(key: str) -> Landed | None:
+        for attempt in range(1, attempts + 1):
+            try:
+                return land(key)
+            except AperiodicError as exc:
+                if not exc.transient or attempt == attempts:
+                    raise
+                asked = getattr(exc, "retry_after_s", None)
+                wait = asked if asked is not None else backoff_s * 2 ** (attempt - 1)
+                if wait > wait_max:
+                    raise TransientError(_too_long(exc, wait, wait_max), wait) from None
+                log.warning(
+                    f"{key}: {exc} Trying this partition again in {wait:.1f}s"
+                    f" (attempt {attempt + 1} of {attempts})."
+                )
+                sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    return run
 
 
 def _partition_range(
@@ -230,11 +361,12 @@ def _partition_range(
     land: Callable[[str], Landed | None],
     concurrency: int,
     selected: set[str],
-) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
+) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
     """A ranged (backfill) run: every partition reported on its own as soon as it lands.
 
-    No step retry: it would redo the partitions that landed. Transient API errors are retried by
-    the client; what still fails is left to the backfill's "re-execute from failure".
+    No step retry: it would redo the partitions that landed. Transient API errors are retried
+    per partition (see :func:`_patiently`); what still fails is recorded for the sensor and left
+    to it, or to the backfill's "re-execute from failure".
     """
     keys = context.partition_keys
     failures: dict[str, str] = {}
@@ -244,6 +376,7 @@ def _partition_range(
             context.log.error(f"{key}: {failures[key]}")
             if isinstance(result, PartitionRejected):
                 yield from _rejected_checks(result, key, selected)
+            yield _attempt(key, result)
         elif result is None:
             _log_unpublished(context, key)
         else:
@@ -265,7 +398,8 @@ def _partition_range(
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys)} partitions failed; the others were"
-            " materialized. Re-execute the backfill from failure to retry only these.",
+            " materialized. The new-month sensor requests them again (after any wait the API"
+            " asked for); or re-execute the backfill from failure to retry only these.",
             metadata={
                 "failed_partitions": table(
                     [{"partition": k, "error": e} for k, e in sorted(failures.items())]
