@@ -1,7 +1,8 @@
 """Each corruption mode is caught by exactly the rule ``MODES`` names, and so by exactly its check.
 
 A rule that could not run because the schema rule rejected a column it needs is "not evaluated",
-which is not a failure: the schema modes fail exactly ``schema``. Sandbox data is clean.
+which is not a failure: the schema modes fail exactly ``schema``. Sandbox data is clean. Shapes
+(``shapes.SHAPES``) are the opposite: the same values stored another way, on top of any corruption.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 from aperiodic_assets.months import Month
 from aperiodic_assets.sandbox.corruption import MODES, apply_corruption
 from aperiodic_assets.sandbox.data import generate
-from aperiodic_assets.schema import INTERVALS, SCHEMA, TIMESTAMP_MODES
+from aperiodic_assets.sandbox.shapes import HIVE_COLUMNS, SHAPES, apply_shape, other_exchange
+from aperiodic_assets.schema import INTERVALS, METRIC_COLUMNS, SCHEMA, TIMESTAMP_MODES
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.validation import CHECKS, ValidationReport, validate
 from tests.test_validation import MONTH, build_table, instrument
@@ -121,3 +123,78 @@ def test_sandbox_month_validates_clean_and_complete(interval: str, timestamp: st
     assert not report.warnings and not report.not_evaluated, report.summary()
     assert report.check("completeness").metadata["completeness_pct"] == 100.0
     assert report.rows == (date(2026, 8, 1) - date(2026, 7, 1)).days * 86400 // INTERVALS[interval]
+
+
+# --- shapes: the same data, stored another way ----------------------------------------------------
+
+
+def shaped(table: pa.Table, shape: str, interval: str = "1h", label: str = "2026-07") -> pa.Table:
+    inst = instrument(interval)
+    return apply_shape(
+        table,
+        shape,
+        exchange=inst.exchange,
+        symbol=inst.symbol,
+        interval=interval,
+        timestamp=inst.timestamp,
+        label=label,
+    )
+
+
+FLOAT32_METRICS = [pa.field(c, pa.float32()) for c in METRIC_COLUMNS]
+
+
+def canonical(table: pa.Table) -> pa.Table:
+    """The file's columns, sorted by time, in the canonical types."""
+    return table.select(list(SCHEMA.names)).sort_by("time").cast(SCHEMA)
+
+
+@pytest.mark.parametrize("interval", ["1m", "1h", "1d"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_a_shape_keeps_every_value_and_is_deterministic(shape: str, interval: str) -> None:
+    clean = build_table(interval)
+    table = shaped(clean, shape, interval)
+    assert ipc_bytes(table) == ipc_bytes(shaped(clean, shape, interval))
+    if shape == "float32":  # the same numbers, as float32 holds them
+        clean = clean.cast(pa.schema([SCHEMA.field("time"), *FLOAT32_METRICS]))
+    assert canonical(table).equals(canonical(clean))
+
+
+def test_hive_columns_restate_the_partition_and_the_wrong_one_names_another_exchange() -> None:
+    inst = instrument()
+    right = shaped(build_table(), "hive_columns").select(list(HIVE_COLUMNS))
+    wrong = shaped(build_table(), "hive_columns_wrong").select(list(HIVE_COLUMNS))
+    values = (inst.exchange, inst.symbol, inst.interval, inst.timestamp)
+    assert right.to_pylist()[0] == dict(zip(HIVE_COLUMNS, values, strict=True))
+    assert wrong.to_pylist()[-1] == {
+        **right.to_pylist()[-1],
+        "exchange": other_exchange(inst.exchange),
+    }
+    assert other_exchange(inst.exchange) != inst.exchange
+
+
+def test_unsorted_order_depends_on_the_label_and_never_is_the_identity() -> None:
+    clean = build_table("1h")
+    july = shaped(clean, "unsorted", label="2026-07")["time"]
+    other = shaped(clean, "unsorted", label="2026-07-02")["time"]
+    assert not july.equals(clean["time"]) and not july.equals(other)
+    two = build_table("1h", rows=2)
+    assert not shaped(two, "unsorted")["time"].equals(two["time"])
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_shape_applies_on_top_of_every_corruption(mode: str, shape: str) -> None:
+    corrupted = apply_corruption(build_table("1h"), mode, "1h")
+    table = shaped(corrupted, shape)
+    assert table.num_rows == corrupted.num_rows
+    assert set(corrupted.column_names) <= set(table.column_names)
+
+
+def test_shapes_stack_and_replace_the_columns_they_append() -> None:
+    table = shaped(shaped(build_table(), "hive_columns"), "hive_columns_wrong")
+    assert table.column_names.count("exchange") == 1
+    assert table["exchange"][0].as_py() == other_exchange(instrument().exchange)
+    both = shaped(shaped(build_table(), "float32"), "time_ms")
+    assert both.schema.field("time").type == pa.timestamp("ms")
+    assert both.schema.field("imbalance").type == pa.float32()

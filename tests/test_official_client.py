@@ -90,3 +90,57 @@ def test_official_client_orders_a_mixed_month(sb: Sandbox):
     frame = get_metrics(sb, date(2026, 8, 1), date(2026, 8, 31))
     pd.testing.assert_frame_equal(frame, expected(date(2026, 8, 1), date(2026, 9, 1)))
     assert len(downloads(sb)) == 1 + 21
+
+
+def test_official_client_follows_redirect_hops_to_another_host_name(sb: Sandbox):
+    sb.inject("redirect", count=-1, hops=2, base=f"http://localhost:{sb.port}")
+    frame = get_metrics(sb, date(2026, 8, 1), date(2026, 8, 3))
+    pd.testing.assert_frame_equal(frame, expected(date(2026, 8, 1), date(2026, 8, 4)))
+    statuses = [r["status"] for r in sb.requests() if r["kind"] == "download"]
+    assert sorted(statuses) == [200] * 3 + [302] * 6
+
+
+def test_official_client_decodes_a_gzip_encoded_object(sb: Sandbox):
+    sb.inject("gzip", count=-1)
+    frame = get_metrics(sb, date(2026, 7, 1), date(2026, 8, 2))
+    pd.testing.assert_frame_equal(frame, expected(date(2026, 7, 1), date(2026, 8, 3)))
+
+
+def test_official_client_sorts_unsorted_files(sb: Sandbox):
+    sb.corrupt("unsorted")
+    frame = get_metrics(sb, date(2026, 7, 30), date(2026, 8, 2))
+    pd.testing.assert_frame_equal(frame, expected(date(2026, 7, 30), date(2026, 8, 3)))
+
+
+def test_official_client_refuses_the_august_2026_hive_columns_across_files(sb: Sandbox):
+    """Days 1-9 with four extra columns: the client names the first file that differs."""
+    sb.corrupt("hive_columns", month="2026-08", days=list(range(1, 10)))
+    with pytest.raises(aperiodic.AperiodicDataError, match="2026-08-10 has 11 column"):
+        get_metrics(sb, date(2026, 8, 1), date(2026, 8, 12))
+
+
+def plan_error(sandbox: Sandbox, interval: str) -> aperiodic.APIError:
+    with pytest.raises(aperiodic.APIError) as caught:
+        get_metrics(sandbox, date(2026, 8, 1), date(2026, 8, 2), interval=interval)
+    return caught.value
+
+
+def test_official_client_raises_the_plan_error_of_a_higher_tier_interval(sb: Sandbox):
+    error = plan_error(sb, "15s")
+    assert (error.status_code, error.code, error.message) == (
+        403,
+        "interval_not_in_plan",
+        "Your plan does not include this interval",
+    )
+    assert error.details == ["interval 15s requires a higher plan"]
+
+
+def test_official_client_raises_an_injected_plan_error_with_its_code(sb: Sandbox):
+    sb.inject("plan", code="raw_not_in_plan", error="Your plan does not include raw data")
+    error = plan_error(sb, "1h")
+    assert (error.status_code, error.code, error.message) == (
+        403,
+        "raw_not_in_plan",
+        "Your plan does not include raw data",
+    )
+    assert len(sb.requests()) == 1, "a 403 is an answer, not retried"

@@ -6,6 +6,7 @@ together they are its specification.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import http.client
 import io
@@ -18,19 +19,29 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from email.message import Message
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import aperiodic
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import requests
 
 from aperiodic_assets.months import Month
-from aperiodic_assets.sandbox import RemoteSandbox, Sandbox, SandboxConfig
+from aperiodic_assets.sandbox import (
+    CORRUPTION_MODES,
+    SHAPES,
+    RemoteSandbox,
+    Sandbox,
+    SandboxConfig,
+)
+from aperiodic_assets.sandbox import __main__ as sandbox_cli
 from aperiodic_assets.sandbox import files as sandbox_files
 from aperiodic_assets.sandbox.catalog import (
     Calendar,
@@ -47,6 +58,7 @@ from aperiodic_assets.sandbox.data import (
     sample_amounts,
 )
 from aperiodic_assets.sandbox.faults import make_fault, parse_fault_list, parse_fault_spec
+from aperiodic_assets.sandbox.shapes import apply_shape
 from aperiodic_assets.sandbox.steering import ACTIONS, BY_PATH
 from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA
 
@@ -101,6 +113,24 @@ def labels(files: list[dict]) -> list[tuple[int, ...]]:
 
 def download(url: str, **headers: str) -> requests.Response:
     return requests.get(url, headers=headers, timeout=TIMEOUT)
+
+
+class RawResponse(NamedTuple):
+    status: int
+    headers: Message
+    body: bytes
+
+
+def raw_get(url: str, **headers: str) -> RawResponse:
+    """A GET that leaves the body as sent (``requests`` would decode a gzip Content-Encoding)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}", headers=headers)
+        response = conn.getresponse()
+        return RawResponse(response.status, response.headers, response.read())
+    finally:
+        conn.close()
 
 
 def table_of(body: bytes) -> pa.Table:
@@ -465,6 +495,22 @@ def test_preview_endpoint_accepts_the_demo_key_and_serves_the_same_files(sb: San
     assert list_files(sb, key=None, preview=True).status_code == 401
 
 
+@pytest.mark.parametrize("interval", ["15s", "30s"])
+def test_higher_tier_intervals_are_a_plan_error_after_key_and_parameter_checks(
+    sb: Sandbox, interval: str
+):
+    denied = list_files(sb, interval=interval)
+    assert denied.status_code == 403
+    assert denied.json() == {
+        "error": "Your plan does not include this interval",
+        "details": [f"interval {interval} requires a higher plan"],
+        "code": "interval_not_in_plan",
+    }
+    assert list_files(sb, interval=interval, preview=True, key="DEMO-KEY").status_code == 403
+    assert list_files(sb, interval=interval, key="wrong").status_code == 401
+    assert list_files(sb, interval=interval, exchange="ftx").status_code == 400
+
+
 # --- downloads ----------------------------------------------------------------------------------
 
 
@@ -690,6 +736,185 @@ def test_corrupt_serves_matching_files_corrupted_and_the_others_clean(sb: Sandbo
         sb.corrupt("set_on_fire")
 
 
+# --- file shapes: the same data stored another way ------------------------------------------------
+
+
+def day_url(sandbox: Sandbox, day: int, **overrides: str) -> str:
+    """The presigned URL of BTC 1h's daily file of 2026-08-``day``."""
+    when = f"2026-08-{day:02d}"
+    return first_url(sandbox, start_date=when, end_date=when, **overrides)
+
+
+def clean_day(day: int) -> pa.Table:
+    return generate(BN, BTC, "1h", "exchange", date(2026, 8, day), date(2026, 8, day + 1))
+
+
+def canonical(table: pa.Table) -> pa.Table:
+    """The clean schema back from any shape: file columns only, sorted, us-naive time, float64."""
+    table = table.select(list(SCHEMA.names)).sort_by("time")
+    return table.cast(SCHEMA)
+
+
+def test_every_shape_has_a_description_and_is_not_a_corruption_mode():
+    assert set(SHAPES) == {
+        "hive_columns",
+        "hive_columns_wrong",
+        "unsorted",
+        "float32",
+        "time_s",
+        "time_ms",
+        "time_ns",
+        "time_utc",
+        "extra_column",
+    }
+    assert all(SHAPES.values()) and not set(SHAPES) & set(CORRUPTION_MODES)
+    with pytest.raises(ValueError, match="unknown shape"):
+        apply_shape(clean_day(1), "sideways", **SHAPE_ARGS)
+
+
+SHAPE_ARGS = {
+    "exchange": BN,
+    "symbol": BTC,
+    "interval": "1h",
+    "timestamp": "exchange",
+    "label": "2026-08-05",
+}
+FLOAT32_METRICS = [pa.field(c, pa.float32()) for c in METRIC_COLUMNS]
+#: Shape -> (the served type of each changed column, the column names after the file's ten).
+SERVED = {
+    "hive_columns": ({}, ["exchange", "symbol", "interval", "timestamp"]),
+    "hive_columns_wrong": ({}, ["exchange", "symbol", "interval", "timestamp"]),
+    "unsorted": ({}, []),
+    "float32": ({c: pa.float32() for c in METRIC_COLUMNS}, []),
+    "time_s": ({"time": pa.timestamp("ms")}, []),  # Parquet has no second unit
+    "time_ms": ({"time": pa.timestamp("ms")}, []),
+    "time_ns": ({"time": pa.timestamp("ns")}, []),
+    "time_utc": ({"time": pa.timestamp("us", tz="UTC")}, []),
+    "extra_column": ({}, ["mid_price_avg"]),
+}
+
+
+@pytest.mark.parametrize("shape", list(SERVED))
+def test_a_shape_serves_the_same_values_in_another_representation(sb: Sandbox, shape: str):
+    clean_bytes = download(day_url(sb, 5)).content
+    sb.corrupt(shape, exchange=BN, month="2026-08", days=[5])
+    served = download(day_url(sb, 5))
+    table = table_of(served.content)
+    types, appended = SERVED[shape]
+    assert table.column_names == [*SCHEMA.names, *appended]
+    for name in SCHEMA.names:
+        assert table.schema.field(name).type == types.get(name, SCHEMA.field(name).type), name
+    clean = clean_day(5)
+    if shape == "float32":  # the same numbers, as float32 holds them
+        clean = clean.cast(pa.schema([SCHEMA.field("time"), *FLOAT32_METRICS]))
+    assert canonical(table).equals(canonical(clean))
+    assert served.headers["ETag"] != f'"{hashlib.md5(clean_bytes).hexdigest()}"'
+    # Only the files the rule names: the next day, and the other exchange, are served clean.
+    assert download(day_url(sb, 6)).content == encode_parquet(clean_day(6))
+    assert table_of(download(day_url(sb, 5, exchange=OKX)).content).schema == SCHEMA
+
+
+def test_hive_columns_restate_the_partition_as_strings_and_the_wrong_one_disagrees(sb: Sandbox):
+    sb.corrupt("hive_columns", month="2026-08", days=[1])
+    sb.corrupt("hive_columns_wrong", month="2026-08", days=[2])
+    right, wrong = (table_of(download(day_url(sb, d)).content) for d in (1, 2))
+    for table in (right, wrong):
+        hive = table.select(["exchange", "symbol", "interval", "timestamp"])
+        assert all(t == pa.string() for t in hive.schema.types)
+        assert all(pc.count_distinct(c).as_py() == 1 for c in hive.columns)
+        assert table.num_rows == 24
+    first_row = right.slice(0, 1).select(["exchange", "symbol", "interval", "timestamp"])
+    assert first_row.to_pylist() == [
+        {"exchange": BN, "symbol": BTC, "interval": "1h", "timestamp": "exchange"}
+    ]
+    slug = wrong.column("exchange")[0].as_py()
+    assert slug != BN and slug in (OKX, HL)
+    assert wrong.column("symbol")[0].as_py() == BTC
+
+
+def test_unsorted_rows_are_shuffled_the_same_way_every_time(sb: Sandbox):
+    sb.corrupt("unsorted", month="2026-08")
+    first = download(day_url(sb, 3)).content
+    sandbox_files.render_file.cache_clear()
+    assert download(day_url(sb, 3)).content == first
+    times = table_of(first).column("time").to_numpy()
+    assert not (np.diff(times) > np.timedelta64(0)).all()
+    assert np.array_equal(np.sort(times), clean_day(3).column("time").to_numpy())
+    other = table_of(download(day_url(sb, 4)).content).column("time").to_numpy()
+    assert not np.array_equal(np.argsort(other), np.argsort(times)), "each file its own order"
+
+
+def test_extra_column_is_an_unknown_finite_float64_column(sb: Sandbox):
+    sb.corrupt("extra_column")
+    table = table_of(download(first_url(sb)).content)
+    assert table.schema.field("mid_price_avg").type == pa.float64()
+    assert np.isfinite(table.column("mid_price_avg").to_numpy()).all()
+
+
+def test_days_limit_a_rule_to_those_daily_files_and_shapes_stack(sb: Sandbox):
+    """The August 2026 defect: hive columns on days 1-9 only; every file also unsorted."""
+    sb.corrupt("hive_columns", month="2026-08", days=list(range(1, 10)))
+    sb.corrupt("unsorted", month=Month(2026, 8))
+    sb.corrupt("unsorted", month="2026-08")  # the same shape twice applies once
+    ninth, tenth = (table_of(download(day_url(sb, d)).content) for d in (9, 10))
+    assert ninth.column_names[-4:] == ["exchange", "symbol", "interval", "timestamp"]
+    assert tenth.schema == SCHEMA
+    assert canonical(ninth).equals(clean_day(9)) and canonical(tenth).equals(clean_day(10))
+    assert not ninth["time"].equals(clean_day(9)["time"])
+    assert not tenth["time"].equals(clean_day(10)["time"])
+    # A rule with days never matches a monthly file, even one covering those days.
+    sb.set_daily_from(date(2026, 8, 11))
+    (monthly,) = files_of(sb, start_date="2026-08-01", end_date="2026-08-10")
+    assert "exchange" not in table_of(download(monthly["url"]).content).column_names
+    rules = sb.snapshot()["corruptions"]
+    assert rules[0] == {
+        "mode": "hive_columns",
+        "exchange": None,
+        "symbol": None,
+        "month": "2026-08",
+        "days": list(range(1, 10)),
+    }
+
+
+def test_a_shape_stacks_on_a_corruption_which_applies_first(sb: Sandbox):
+    sb.corrupt("duplicate_times", month="2026-08", days=[7])
+    sb.corrupt("time_ns", month="2026-08")
+    table = table_of(download(day_url(sb, 7)).content)
+    assert table.schema.field("time").type == pa.timestamp("ns")
+    assert table.num_rows == 25 and pc.count_distinct(table["time"]).as_py() == 24
+
+
+def test_corrupt_refuses_bad_days_and_modes(sb: Sandbox):
+    for days in ([], [0], [32], "1-9"):
+        with pytest.raises(ValueError, match="days"):
+            sb.corrupt("unsorted", days=days)
+    with pytest.raises(ValueError, match="hive_columns"):
+        sb.corrupt("sideways")
+    assert sb.snapshot()["corruptions"] == []
+
+
+def test_shapes_and_days_over_the_admin_endpoint_and_the_remote_handle(sb: Sandbox):
+    reply = requests.post(
+        sb.root_url + "/_sandbox/corrupt",
+        json={"mode": "float32", "month": "2026-08", "days": [2, 1]},
+        timeout=TIMEOUT,
+    )
+    assert reply.status_code == 200
+    assert reply.json()["state"]["corruptions"][0]["days"] == [1, 2]
+    RemoteSandbox(sb.root_url).corrupt("time_utc", symbol=BTC, month=Month(2026, 8), days=[2])
+    assert table_of(download(day_url(sb, 1)).content).schema.field("imbalance").type == (
+        pa.float32()
+    )
+    second = table_of(download(day_url(sb, 2)).content).schema
+    assert second.field("time").type == pa.timestamp("us", tz="UTC")
+    assert second.field("imbalance").type == pa.float32()
+    assert table_of(download(day_url(sb, 3)).content).schema == SCHEMA
+    bad = requests.post(
+        sb.root_url + "/_sandbox/corrupt", json={"mode": "unsorted", "days": [40]}, timeout=TIMEOUT
+    )
+    assert bad.status_code == 400 and "days" in bad.json()["details"][0]
+
+
 # --- faults -------------------------------------------------------------------------------------
 
 
@@ -906,6 +1131,132 @@ def test_fault_spec_syntax_for_cli_and_environment():
     assert (stall.remaining, stall.params["seconds"]) == (-1, 1.5)
     assert parse_fault_spec("rate_limit:1:http_date=true").params["http_date"] is True
     assert [f.name for f in parse_fault_list("status:1, truncate ,")] == ["status", "truncate"]
+    # A piece without "=" continues the value before it: URLs and symbols hold ":".
+    redirect = parse_fault_spec("redirect:-1:base=http://localhost:8080:hops=2")
+    assert (redirect.remaining, redirect.params) == (
+        -1,
+        {"base": "http://localhost:8080", "hops": 2},
+    )
+    withdraw = parse_fault_spec(f"withdraw:symbol={BTC}:month=2026-08")
+    assert (withdraw.symbol, withdraw.month, withdraw.remaining) == (BTC, "2026-08", 1)
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_fault_spec("status:2:oops")
+    with pytest.raises(ValueError, match="hops"):
+        make_fault("redirect", hops=0)
+
+
+def test_redirect_fault_answers_302_to_a_freshly_signed_url_of_the_same_object(sb: Sandbox):
+    url = first_url(sb)
+    clean = download(url)
+    sb.inject("redirect")
+    hop = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert hop.status_code == 302
+    location = hop.headers["Location"]
+    assert location.startswith(f"{sb.root_url}{urlsplit(url).path}?")
+    assert "X-Amz-Signature=" in location and "X-Amz-Expires=300" in location
+    served = download(location)
+    assert served.status_code == 200 and served.content == clean.content
+    assert served.headers["ETag"] == clean.headers["ETag"]
+    assert requests.head(location, timeout=TIMEOUT).status_code == 403, "a GET-only URL too"
+    assert download(url).history == [], "count 1: the next download is served directly"
+    log = [(r["status"], r["fault"]) for r in sb.requests() if r["kind"] == "download"]
+    assert log == [(200, None), (302, "redirect"), (200, None), (403, None), (200, None)]
+
+
+def test_redirect_fault_hops_each_to_a_new_url_and_forever_does_not_loop(sb: Sandbox):
+    url = first_url(sb)
+    clean = download(url).content
+    sb.inject("redirect", count=-1, hops=3)
+    for _ in range(2):
+        response = download(url)
+        assert [r.status_code for r in response.history] == [302, 302, 302]
+        locations = [r.headers["Location"] for r in response.history]
+        assert len(set(locations)) == 3 and url not in locations
+        assert response.status_code == 200 and response.content == clean
+    probe = download(url, Range="bytes=0-0")
+    assert len(probe.history) == 3 and probe.status_code == 206 and probe.content == b"P"
+
+
+def test_redirect_fault_can_point_at_another_host_name_or_an_off_list_host(sb: Sandbox):
+    url = first_url(sb)
+    other_name = f"http://localhost:{sb.port}"
+    sb.inject("redirect", base=other_name, hops=2)
+    response = download(url)
+    assert [urlsplit(r.headers["Location"]).netloc for r in response.history] == [
+        f"localhost:{sb.port}"
+    ] * 2
+    assert response.status_code == 200 and response.url.startswith(other_name + "/files/")
+    sb.inject("redirect", base="https://files.example.com/")
+    hop = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert hop.headers["Location"].startswith("https://files.example.com/files/l1_imbalance/")
+
+
+def test_plan_fault_is_a_403_with_the_apis_error_body(sb: Sandbox):
+    sb.inject("plan")
+    denied = list_files(sb)
+    assert denied.status_code == 403
+    assert denied.json() == {
+        "error": "Your plan does not include this interval",
+        "details": ["interval 1h requires a higher plan"],
+        "code": "interval_not_in_plan",
+    }
+    assert list_files(sb).status_code == 200
+    sb.inject("plan", code="dataset_not_in_plan", error="Your plan does not include this dataset")
+    body = list_files(sb).json()
+    assert (body["code"], body["error"]) == (
+        "dataset_not_in_plan",
+        "Your plan does not include this dataset",
+    )
+    assert [r["fault"] for r in sb.requests()] == ["plan", None, "plan"]
+
+
+def test_gzip_fault_serves_the_object_as_stored_gzip_encoded(sb: Sandbox):
+    url = first_url(sb)
+    plain = download(url)
+    sb.inject("gzip", count=-1)
+    whole = raw_get(url)
+    encoded = whole.body
+    assert whole.status == 200 and whole.headers["Content-Encoding"] == "gzip"
+    assert int(whole.headers["Content-Length"]) == len(encoded) != len(plain.content)
+    assert whole.headers["ETag"] == f'"{hashlib.md5(encoded).hexdigest()}"' != plain.headers["ETag"]
+    assert gzip.decompress(encoded) == plain.content
+    assert download(url).content == plain.content, "a client that decodes gets the Parquet bytes"
+    # Probes and ranges are over the stored (encoded) bytes, with the same identity.
+    probe = raw_get(url, Range="bytes=0-0")
+    assert probe.status == 206 and probe.body == encoded[:1] == b"\x1f"
+    assert probe.headers["Content-Range"] == f"bytes 0-0/{len(encoded)}"
+    assert probe.headers["ETag"] == whole.headers["ETag"]
+    assert probe.headers["Content-Encoding"] == "gzip"
+    tail = raw_get(url, Range="bytes=-8")
+    assert tail.body == encoded[-8:] and tail.headers["Content-Range"].endswith(f"/{len(encoded)}")
+    assert raw_get(url, **{"If-None-Match": whole.headers["ETag"]}).status == 304
+    sb.clear_faults()
+    assert raw_get(url).headers["ETag"] == plain.headers["ETag"]
+    assert "Content-Encoding" not in raw_get(url).headers
+
+
+def test_withdraw_fault_omits_one_month_of_a_listing_once(sb: Sandbox):
+    summer = {"start_date": "2026-07-01", "end_date": "2026-09-14"}
+    full = labels(files_of(sb, **summer))
+    sb.inject("withdraw", month="2026-08")
+    glitch = labels(files_of(sb, **summer))
+    assert glitch == [f for f in full if f[:2] != (2026, 8)]
+    assert (2026, 7) in glitch and (2026, 9, 1) in glitch
+    assert labels(files_of(sb, **summer)) == full, "count 1: a one-off glitch"
+    assert [r["fault"] for r in sb.requests()] == [None, "withdraw", None]
+
+
+def test_withdraw_fault_forever_keeps_a_month_unlisted_but_its_objects_served(sb: Sandbox):
+    august = {"start_date": "2026-08-01", "end_date": "2026-08-31"}
+    before = files_of(sb, **august)
+    sb.inject("withdraw", count=-1, exchange=BN, month="2026-08")
+    assert files_of(sb, **august) == [] and files_of(sb, **august) == []
+    assert len(files_of(sb, exchange=OKX, **august)) == 31
+    assert labels(files_of(sb, start_date="2026-07-31", end_date="2026-08-01")) == [(2026, 7)]
+    # Only unlisted: a URL handed out before the withdrawal still downloads.
+    assert download(before[0]["url"]).status_code == 200
+    sb.clear_faults()
+    assert len(files_of(sb, **august)) == 31
 
 
 # --- request log and admin endpoints -------------------------------------------------------------
@@ -1067,7 +1418,7 @@ def test_cli_prints_its_url_serves_and_stops_cleanly_on_sigterm():
     assert stderr == ""
 
 
-def test_cli_flags_set_daily_from_synthetic_symbols_and_a_corruption_for_all_files():
+def test_cli_flags_set_daily_from_synthetic_symbols_and_corruption_or_shape_rules():
     proc, base_url = start_cli(
         "--today",
         "2026-09-15",
@@ -1075,6 +1426,10 @@ def test_cli_flags_set_daily_from_synthetic_symbols_and_a_corruption_for_all_fil
         "2026-09-01",
         "--corrupt",
         "gap",
+        "--corrupt",
+        f"hive_columns:symbol={BTC}:month=2026-08:days=1-3,9",
+        "--fault",
+        "redirect:-1:base=http://localhost:1:hops=2",
         "--synthetic-symbols",
         "2",
     )
@@ -1086,8 +1441,34 @@ def test_cli_flags_set_daily_from_synthetic_symbols_and_a_corruption_for_all_fil
     assert [s for s in listed if "SYN" in s] == [synthetic_symbol(1), synthetic_symbol(2)]
     assert state["daily_from"] == "2026-09-01" and state["today"] == "2026-09-15"
     assert state["corruptions"] == [
-        {"mode": "gap", "exchange": None, "symbol": None, "month": None}
+        {"mode": "gap", "exchange": None, "symbol": None, "month": None, "days": None},
+        {
+            "mode": "hive_columns",
+            "exchange": None,
+            "symbol": BTC,
+            "month": "2026-08",
+            "days": [1, 2, 3, 9],
+        },
     ]
+    (fault,) = state["faults"]
+    assert (fault["fault"], fault["remaining"]) == ("redirect", -1)
+    assert fault["params"] == {"base": "http://localhost:1", "hops": 2}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("sideways", "unknown corruption mode 'sideways'"),
+        ("gap:2", "only the filters"),
+        ("gap:hops=2", "only the filters"),
+        ("unsorted:days=1-x", "not a day"),
+    ],
+)
+def test_cli_rejects_a_bad_corruption_rule(spec: str, message: str, capsys):
+    with pytest.raises(SystemExit) as exited:
+        sandbox_cli.main(["--corrupt", spec])
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_cli_rejects_an_unknown_fault():

@@ -3,11 +3,13 @@
 The sandbox serves the same HTTP surface as the real API (file lists, symbols, presigned and
 expiring file URLs that, like S3's, answer GET only), so the official ``aperiodic`` client and
 our own client run against it unchanged; tests and the demo steer it (clock, republished months,
-corrupted files, injected faults) in-process through :class:`Sandbox` or across processes through
-:class:`RemoteSandbox`. Run it with ``python -m aperiodic_assets.sandbox``. Never imports dagster.
+corrupted or reshaped files, injected faults) in-process through :class:`Sandbox` or across
+processes through :class:`RemoteSandbox`. Run it with ``python -m aperiodic_assets.sandbox``.
+Never imports dagster.
 
 Modules: :mod:`.catalog` (what is published), :mod:`.data` (what is in a file),
 :mod:`.corruption` (schema/content corruption modes, applied to a file's table before encoding),
+:mod:`.shapes` (the same data in another representation, applied after any corruption),
 :mod:`.signing` (presigned URLs), :mod:`.faults` (what goes wrong), :mod:`.state` (config and
 what a running sandbox remembers), :mod:`.steering` (the steering actions, once, for the admin
 endpoints and both handles), :mod:`.handler` (HTTP server and routing), :mod:`.messages`
@@ -21,7 +23,8 @@ from .catalog import LISTINGS, Calendar, FileSpan, listing_date, symbols, synthe
 from .data import encode_parquet, generate, sample_amounts
 from .faults import FAULTS
 from .handles import RemoteSandbox, Sandbox
-from .state import CORRUPTION_MODES, SandboxConfig
+from .shapes import SHAPES
+from .state import CORRUPTION_MODES, SHAPE_MODES, SandboxConfig
 
 __all__ = [
     "CORRUPTION_MODES",
@@ -31,6 +34,8 @@ __all__ = [
     "FileSpan",
     "RemoteSandbox",
     "Sandbox",
+    "SHAPES",
+    "SHAPE_MODES",
     "SandboxConfig",
     "encode_parquet",
     "generate",

@@ -6,7 +6,9 @@ port, serve until Ctrl-C or SIGTERM, stop cleanly. Never imports dagster.
 
 Environment: ``APERIODIC_SANDBOX_TODAY`` (the clock, unless ``--today`` is given) and
 ``APERIODIC_SANDBOX_FAULTS`` (comma-separated ``NAME[:COUNT][:key=value...]``, added to
-``--fault``).
+``--fault``). ``--corrupt MODE[:key=value...]`` takes a corruption or shape mode with the filters
+``exchange``, ``symbol``, ``month`` and ``days`` (``1-9`` or ``1,5,7-9``), e.g.
+``--corrupt hive_columns:month=2026-08:days=1-9``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import threading
 from collections.abc import Sequence
 from datetime import date
 from types import FrameType
+from typing import Any
 
 from .catalog import SYNTHETIC_LISTED, synthetic_symbol
-from .faults import FAULTS, Fault, parse_fault_list, parse_fault_spec
+from .faults import FAULTS, Fault, parse_fault_list, parse_fault_spec, parse_spec
 from .handles import Sandbox
-from .state import CORRUPTION_MODES, SandboxConfig
+from .state import CORRUPTION_MODES, SHAPE_MODES, SandboxConfig
+
+CORRUPT_FILTERS = ("exchange", "symbol", "month", "days")
 
 
 def _date(text: str) -> date:
@@ -42,6 +47,42 @@ def _count(text: str) -> int:
 def _fault(text: str) -> Fault:
     try:
         return parse_fault_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_days(text: str) -> list[int]:
+    """Days of a month from ``1-9``, ``5`` or ``1,5,7-9``."""
+    days: list[int] = []
+    for part in text.split(","):
+        first, sep, last = part.strip().partition("-")
+        if not first.isdecimal() or (sep and not last.isdecimal()):
+            raise ValueError(f"not a day or a range of days: {part!r}; expected e.g. 1-9,15")
+        days += range(int(first), int(last if sep else first) + 1)
+    return days
+
+
+def parse_corrupt_spec(text: str) -> dict[str, Any]:
+    """``MODE[:key=value...]`` as keyword arguments of ``Sandbox.corrupt``."""
+    mode, count, options = parse_spec(text)
+    if mode not in CORRUPTION_MODES + SHAPE_MODES:
+        raise ValueError(
+            f"unknown corruption mode {mode!r}; expected one of {CORRUPTION_MODES + SHAPE_MODES}"
+        )
+    unknown = sorted(set(options) - set(CORRUPT_FILTERS))
+    if count is not None or unknown:
+        raise ValueError(
+            f"{text!r}: a corruption takes only the filters {list(CORRUPT_FILTERS)} as key=value"
+        )
+    rule: dict[str, Any] = {"mode": mode, **{k: str(v) for k, v in options.items()}}
+    if "days" in rule:
+        rule["days"] = parse_days(rule["days"])
+    return rule
+
+
+def _corruption(text: str) -> dict[str, Any]:
+    try:
+        return parse_corrupt_spec(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -79,7 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"NAME[:COUNT][:key=value...], repeatable; COUNT -1 = forever; NAME: {sorted(FAULTS)}",
     )
     parser.add_argument(
-        "--corrupt", choices=CORRUPTION_MODES, default=None, help="corrupt every file this way"
+        "--corrupt",
+        type=_corruption,
+        action="append",
+        default=[],
+        metavar="MODE[:key=value...]",
+        help="serve matching files corrupted or reshaped, repeatable; filters exchange=, symbol=,"
+        f" month=YYYY-MM, days=1-9 (default: every file); MODE: {list(CORRUPTION_MODES)}"
+        f" or a shape {list(SHAPE_MODES)}",
     )
     parser.add_argument("--secret", default=None, help="URL-signing secret (default: random)")
     parser.add_argument(
@@ -120,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox = Sandbox(config)
     for fault in [*args.fault, *env_faults]:
         sandbox.state.faults.add(fault)
-    if args.corrupt:
-        sandbox.corrupt(args.corrupt)
+    for rule in args.corrupt:
+        sandbox.corrupt(**rule)
 
     stop = threading.Event()
 

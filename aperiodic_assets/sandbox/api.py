@@ -1,8 +1,9 @@
 """Aperiodic's API endpoints: the file list (full and preview) and the symbol list.
 
-Owns API-key checks, query validation with Aperiodic's error codes, list faults (status, 429,
-reset, expired URLs, foreign hosts) and signing the file URLs it hands out. Never imports
-dagster.
+Owns API-key checks, query validation with Aperiodic's error codes (401 before anything else,
+400 for bad parameters, 403 for intervals the plan does not include, 404 for unknown symbols),
+list faults (status, 429, reset, plan, expired URLs, foreign hosts, withdrawn months) and signing
+the file URLs it hands out. Never imports dagster.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ SYMBOLS_PATH = f"{API_PREFIX}/metadata/symbols"
 #: The official client's shared demo key; accepted on the preview endpoint only.
 DEMO_API_KEY = "DEMO-KEY"
 LIST_PARAMS = ("timestamp", "interval", "exchange", "symbol", "start_date", "end_date")
+#: Intervals the real service has for higher tiers only: always 403 here, never data.
+HIGHER_TIER_INTERVALS = ("15s", "30s")
 
 
 def _authorize(state: SandboxState, request: Request, preview: bool = False) -> Reply | None:
@@ -39,6 +42,13 @@ def _authorize(state: SandboxState, request: Request, preview: bool = False) -> 
     if not any(hmac.compare_digest(key.encode(), k.encode()) for k in accepted):
         return error_reply(401, "Authorization Required", ["invalid API key"], "invalid_api_key")
     return None
+
+
+def plan_reply(
+    interval: str, error: str = fx.PLAN_ERROR, code: str = fx.PLAN_CODE, detail: str | None = None
+) -> Reply:
+    """403 as the API answers a request its plan does not cover (``error``/``details``/``code``)."""
+    return error_reply(403, error, [detail or f"interval {interval} requires a higher plan"], code)
 
 
 def list_files(state: SandboxState, request: Request) -> Reply:
@@ -58,7 +68,8 @@ def list_files(state: SandboxState, request: Request) -> Reply:
         )
     problems: list[tuple[str, str]] = []
     # The exchanges are whatever the catalogue lists, as on the real service.
-    choices = {"interval": INTERVALS, "timestamp": TIMESTAMP_MODES, "exchange": state.listings}
+    intervals = [*INTERVALS, *HIGHER_TIER_INTERVALS]
+    choices = {"interval": intervals, "timestamp": TIMESTAMP_MODES, "exchange": state.listings}
     for name, allowed in choices.items():
         if query[name] not in allowed:
             problems.append(
@@ -74,6 +85,9 @@ def list_files(state: SandboxState, request: Request) -> Reply:
         problems.append(("invalid_date_range", "end_date is before start_date"))
     if problems:
         return error_reply(400, "Invalid request", [p[1] for p in problems], problems[0][0])
+    interval, timestamp = query["interval"], query["timestamp"]
+    if interval in HIGHER_TIER_INTERVALS:
+        return plan_reply(interval)
     exchange, symbol = query["exchange"], query["symbol"]
     listed = state.listings[exchange]
     if symbol not in listed:
@@ -84,11 +98,22 @@ def list_files(state: SandboxState, request: Request) -> Reply:
             "symbol_not_found",
         )
     start, end = dates["start_date"], dates["end_date"]
-    fault = state.faults.take(fx.LIST, exchange, symbol, Month.of(start).key)
+    fault = state.faults.take(fx.LIST, exchange, symbol, Month.of(start).key, exclude=fx.PER_MONTH)
     early = fault_reply(fault)
     if early is not None:
         return early
+    if fault is not None and fault.name == "plan":
+        params = fault.params
+        denied = plan_reply(interval, params["error"], params["code"], params["detail"])
+        denied.fault = fault.name
+        return denied
     spans = state.calendar().files(listed[symbol], start, end)
+    withdrawn = {
+        month
+        for month in dict.fromkeys(span.month_key for span in spans)
+        if state.faults.take(fx.LIST, exchange, symbol, month, only=fx.PER_MONTH) is not None
+    }
+    spans = [span for span in spans if span.month_key not in withdrawn]
     ttl = state.config.url_ttl_s
     now = time.time()
     if fault is not None and fault.name == "expire_urls":
@@ -97,7 +122,6 @@ def list_files(state: SandboxState, request: Request) -> Reply:
         base = str(fault.params["base"]).rstrip("/")
     else:
         base = f"http://{request.host}"
-    interval, timestamp = query["interval"], query["timestamp"]
     files = []
     for span in spans:
         obj = object_path(exchange, symbol, interval, timestamp, span)
@@ -105,6 +129,8 @@ def list_files(state: SandboxState, request: Request) -> Reply:
         files.append({**span.entry(), "url": url})
     reply = json_reply(200, {"files": files})
     apply_wire_fault(reply, fault)
+    if withdrawn and reply.fault is None:
+        reply.fault = "withdraw"
     return reply
 
 

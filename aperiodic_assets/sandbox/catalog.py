@@ -95,6 +95,11 @@ class FileSpan:
     def month_key(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
 
+    @property
+    def label(self) -> str:
+        """``2026-07`` for a monthly file, ``2026-08-05`` for a daily one."""
+        return self.month_key if self.day is None else f"{self.month_key}-{self.day:02d}"
+
     def entry(self) -> dict[str, int]:
         """The list-response fields, without the URL."""
         out = {"year": self.year, "month": self.month}

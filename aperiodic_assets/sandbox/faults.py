@@ -3,8 +3,8 @@
 Owns the fault catalogue (:data:`FAULTS`), the thread-safe :class:`FaultBook` that hands a
 fault to the next matching request and counts it down, the parser for the CLI/env syntax
 ``NAME[:COUNT][:key=value...]``, and the byte-level mechanics the server uses (connection reset,
-corrupt and oversize bodies, ``Retry-After`` values). The server decides *where* a fault acts;
-this module decides *whether* and *what*. Never imports dagster.
+corrupt, gzip-encoded and oversize bodies, ``Retry-After`` values). The server decides *where* a
+fault acts; this module decides *whether* and *what*. Never imports dagster.
 
 Faults are counted, not random, so a test that injects "two 503s" sees exactly two.
 """
@@ -12,10 +12,11 @@ Faults are counted, not random, so a test that injects "two 503s" sees exactly t
 from __future__ import annotations
 
 import contextlib
+import gzip
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -26,6 +27,12 @@ LIST = "list"
 DOWNLOAD = "download"
 ANY = "any"
 TARGETS = (LIST, DOWNLOAD, ANY)
+#: Faults that act on one month of a listing (each listed month that matches uses one count),
+#: not on the whole request.
+PER_MONTH = ("withdraw",)
+#: The error of the ``plan`` fault, and of the intervals only higher tiers get.
+PLAN_ERROR = "Your plan does not include this interval"
+PLAN_CODE = "interval_not_in_plan"
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,33 @@ FAULTS: dict[str, FaultSpec] = {
         (DOWNLOAD,),
         {"bytes": 64 * 1024 * 1024},
         "a streamed body of `bytes` bytes (default 64 MiB)",
+    ),
+    "redirect": FaultSpec(
+        DOWNLOAD,
+        (DOWNLOAD,),
+        {"base": None, "hops": 1},
+        "302 to a freshly signed URL of the same object on `base` (default: the host asked),"
+        " `hops` redirects in a row before the object is served",
+    ),
+    "plan": FaultSpec(
+        LIST,
+        (LIST,),
+        {"code": PLAN_CODE, "error": PLAN_ERROR, "detail": None},
+        "403 with the API's error body: `error`, [`detail`] (default: the interval's plan), `code`",
+    ),
+    "gzip": FaultSpec(
+        DOWNLOAD,
+        (DOWNLOAD,),
+        {},
+        "the object as stored with Content-Encoding: gzip (ETag, length and ranges of the"
+        " encoded bytes); use count -1 so probes and downloads see the same object",
+    ),
+    "withdraw": FaultSpec(
+        LIST,
+        (LIST,),
+        {},
+        "listings omit the matching month's files (count 1: a one-off glitch, -1: withdrawn);"
+        " URLs already handed out keep working",
     ),
 }
 
@@ -141,6 +175,8 @@ def make_fault(
         raise ValueError(f"fault {fault!r} can target {list(spec.targets)}, not {target!r}")
     if "status" in merged and not 400 <= int(merged["status"]) <= 599:
         raise ValueError(f"status must be an HTTP error status (400-599), got {merged['status']}")
+    if "hops" in merged and int(merged["hops"]) < 1:
+        raise ValueError(f"hops must be at least 1, got {merged['hops']}")
     month_key = None if month is None else Month.parse(str(month)).key
     return Fault(fault, count, exchange, symbol, month_key, merged)
 
@@ -164,14 +200,26 @@ class FaultBook:
         with self._lock:
             return [f.as_dict() for f in self._faults]
 
-    def take(self, kind: str, exchange: str, symbol: str, month: str) -> Fault | None:
+    def take(
+        self,
+        kind: str,
+        exchange: str,
+        symbol: str,
+        month: str,
+        *,
+        only: Collection[str] | None = None,
+        exclude: Collection[str] = (),
+    ) -> Fault | None:
         """Use up one occurrence of the first fault that applies to this request, if any.
 
-        The server calls it only for requests it would answer: a download refused for its
-        signature (HEAD on a URL presigned for GET, say) or a missing object uses up no fault.
+        ``only``/``exclude`` limit the faults considered by name. The server calls it only for
+        requests it would answer: a download refused for its signature (HEAD on a URL presigned
+        for GET, say) or a missing object uses up no fault.
         """
         with self._lock:
             for i, fault in enumerate(self._faults):
+                if fault.name in exclude or (only is not None and fault.name not in only):
+                    continue
                 if fault.applies(kind, exchange, symbol, month):
                     if fault.remaining > 0:
                         fault.remaining -= 1
@@ -195,24 +243,38 @@ def _scalar(text: str) -> Any:
     return text
 
 
+def parse_spec(text: str) -> tuple[str, int | None, dict[str, Any]]:
+    """Split ``NAME[:COUNT][:key=value...]`` into name, count (``None`` if absent) and options.
+
+    A piece without ``=`` after an option continues that option's value, so values may hold
+    ``:`` (``symbol=perpetual-BTC-USDT:USDT``, ``base=http://localhost:8080``).
+    """
+    name, *rest = text.strip().split(":")
+    count = None
+    if rest and "=" not in rest[0]:
+        count = int(rest.pop(0))
+    raw: dict[str, str] = {}
+    key = None
+    for item in rest:
+        name_part, sep, value = item.partition("=")
+        if sep:
+            key = name_part
+            raw[key] = value
+        elif key is not None:
+            raw[key] += ":" + item
+        else:
+            raise ValueError(f"option {item!r} in {text!r} is not key=value")
+    return name, count, {k: _scalar(v) for k, v in raw.items()}
+
+
 def parse_fault_spec(text: str) -> Fault:
     """Parse ``NAME[:COUNT][:key=value...]``, e.g. ``status:2:status=502`` or ``stall:1:seconds=5``.
 
     Filters use the same ``key=value`` form (``exchange=``, ``symbol=``, ``month=YYYY-MM``).
-    A symbol containing ``:`` cannot be given this way; use the admin endpoint instead.
     """
-    name, *rest = text.strip().split(":")
-    count = 1
-    if rest and "=" not in rest[0]:
-        count = int(rest.pop(0))
-    options: dict[str, Any] = {}
-    for item in rest:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"fault option {item!r} in {text!r} is not key=value")
-        options[key] = _scalar(value)
+    name, count, options = parse_spec(text)
     filters = {k: options.pop(k) for k in ("exchange", "symbol", "month") if k in options}
-    return make_fault(name, count, **filters, **options)
+    return make_fault(name, 1 if count is None else count, **filters, **options)
 
 
 def parse_fault_list(text: str) -> list[Fault]:
@@ -247,6 +309,11 @@ def corrupt_body(data: bytes) -> bytes:
     junk[:4] = b"JUNK"
     junk[-8:] = b"\xff\xff\xff\x7fJUNK"
     return bytes(junk)
+
+
+def gzip_body(data: bytes) -> bytes:
+    """``data`` gzip-encoded with a fixed header (no timestamp), so the same bytes each time."""
+    return gzip.compress(data, compresslevel=6, mtime=0)
 
 
 def oversize_chunks(total: int, chunk: int = 1024 * 1024) -> Iterator[bytes]:

@@ -1,9 +1,10 @@
 """The S3-like file host: presigned downloads of rendered Parquet files.
 
 Owns the download endpoint (signature check, object lookup, download faults), rendering a file's
-bytes and keeping its identity (ETag, size, Last-Modified, edge bytes), and S3's answers to
-``Range`` and ``If-None-Match``. Any method but the signed GET is refused with 403, as S3/R2 do.
-Never imports dagster.
+bytes (with its corruption, shapes and stored encoding) and keeping its identity (ETag, size,
+Last-Modified, edge bytes), S3's answers to ``Range`` and ``If-None-Match``, and redirects to
+freshly signed URLs. Any method but the signed GET is refused with 403, as S3/R2 do. Never
+imports dagster.
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from .catalog import FileSpan, parse_object_path
 from .corruption import apply_corruption
 from .data import encode_parquet, generate
 from .messages import Reply, Request, apply_wire_fault, fault_reply, s3_error
+from .shapes import apply_shape
 from .state import SandboxState
 
 OCTETS = "application/octet-stream"
+#: Query parameter of a redirect hop's URL: how many more redirects follow it. Outside the
+#: signature (the URL stays a valid presigned GET); a hop never takes the ``redirect`` fault again,
+#: so a fault injected forever does not loop.
+HOPS_PARAM = "x-sandbox-hops"
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
 #: Bytes kept from each end of a file with its identity: Parquet's magic and footer length, enough
 #: to answer a one-byte probe (``bytes=0-0``) or a footer read (``bytes=-8``) without rendering.
@@ -46,6 +52,12 @@ class FileVersion(NamedTuple):
     end: date
     revision: int
     corruption: str | None
+    #: Shape modes applied after the corruption, in order.
+    shapes: tuple[str, ...] = ()
+    #: The file's label (``2026-07`` or ``2026-08-05``), which seeds its shapes.
+    label: str = ""
+    #: ``gzip``: stored with ``Content-Encoding: gzip``, so its bytes, ETag and size are encoded.
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,16 +73,28 @@ def _etag(body: bytes) -> str:
 
 @functools.lru_cache(maxsize=32)
 def render_file(version: FileVersion) -> RenderedFile:
-    """Encoded bytes of one file, cached by identity, coverage, revision and corruption.
+    """Stored bytes of one file, cached by everything they depend on (a :class:`FileVersion`).
 
     ``Last-Modified`` is derived from the content's identity (not the wall clock) so it is as
     stable as the ETag: shortly after the covered period ends, an hour later per revision.
     """
-    exchange, symbol, interval, timestamp, first, end, revision, corruption = version
+    exchange, symbol, interval, timestamp, first, end, revision = version[:7]
     table = generate(exchange, symbol, interval, timestamp, first, end, revision)
-    if corruption is not None:
-        table = apply_corruption(table, corruption, interval)
+    if version.corruption is not None:
+        table = apply_corruption(table, version.corruption, interval)
+    for shape in version.shapes:
+        table = apply_shape(
+            table,
+            shape,
+            exchange=exchange,
+            symbol=symbol,
+            interval=interval,
+            timestamp=timestamp,
+            label=version.label,
+        )
     body = encode_parquet(table)
+    if version.encoding == "gzip":
+        body = fx.gzip_body(body)
     published = datetime.combine(end, dtime(0, 15), tzinfo=UTC).timestamp() + 3600 * revision
     return RenderedFile(body, _etag(body), formatdate(published, usegmt=True))
 
@@ -123,10 +147,24 @@ def download(state: SandboxState, request: Request) -> Reply:
         span = state.calendar().find(listing, fid.year, fid.month, fid.day)
     if fid is None or span is None:
         return s3_error(404, "NoSuchKey", "The specified key does not exist.", path)
-    fault = state.faults.take(fx.DOWNLOAD, fid.exchange, fid.symbol, fid.month_key)
+    hops = request.query.get(HOPS_PARAM)
+    if hops is not None and hops.isdecimal() and int(hops) > 0:
+        return _redirect(state, path, f"http://{request.host}", int(hops) - 1)
+    fault = state.faults.take(
+        fx.DOWNLOAD,
+        fid.exchange,
+        fid.symbol,
+        fid.month_key,
+        exclude=("redirect",) if hops is not None else (),
+    )
+    if fault is not None and fault.name == "redirect":
+        base = fault.params["base"] or f"http://{request.host}"
+        return _redirect(state, path, str(base).rstrip("/"), int(fault.params["hops"]) - 1)
     early = fault_reply(fault)
     if early is not None:
         return early
+    corruption, shapes = state.treatment(fid.exchange, fid.symbol, fid.month_key, span.day)
+    gzipped = fault is not None and fault.name == "gzip"
     version = FileVersion(
         fid.exchange,
         fid.symbol,
@@ -135,10 +173,15 @@ def download(state: SandboxState, request: Request) -> Reply:
         span.first,
         span.end,
         state.revision(fid.exchange, fid.symbol, fid.month_key),
-        state.corruption(fid.exchange, fid.symbol, fid.month_key),
+        corruption,
+        shapes,
+        span.label,
+        "gzip" if gzipped else None,
     )
     identity = file_identity(version)
     headers = {"Accept-Ranges": "bytes", "Last-Modified": identity.last_modified}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
     if fault is not None and fault.name == "oversize":
         size = int(fault.params["bytes"])
         headers["ETag"] = f'"{hashlib.md5(f"oversize-{size}".encode()).hexdigest()}-1"'
@@ -165,6 +208,14 @@ def download(state: SandboxState, request: Request) -> Reply:
     else:
         reply = _object_reply(identity, body, request.headers.get("Range"), headers, path)
     apply_wire_fault(reply, fault)
+    return reply
+
+
+def _redirect(state: SandboxState, path: str, base: str, hops_after: int) -> Reply:
+    """302 to a freshly signed URL of ``path`` on ``base``; ``hops_after`` more redirects follow."""
+    query = f"{state.signer.sign(path, state.config.url_ttl_s)}&{HOPS_PARAM}={hops_after}"
+    reply = Reply(302, content_type=OCTETS, headers={"Location": f"{base}{path}?{query}"})
+    reply.fault = "redirect"
     return reply
 
 

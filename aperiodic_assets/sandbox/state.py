@@ -1,9 +1,9 @@
 """What a sandbox is started with and what it remembers while it runs.
 
 Owns :class:`SandboxConfig`, :class:`SandboxState` (the clock, republished months, corruption
-rules, injected faults, the request log, the URL signer) and :class:`CorruptionRule`. Every
-steering action is a :class:`SandboxState` method; ``steering.py`` exposes them over HTTP and on
-the handles. Knows nothing of HTTP; never imports dagster.
+and shape rules, injected faults, the request log, the URL signer) and :class:`CorruptionRule`.
+Every steering action is a :class:`SandboxState` method; ``steering.py`` exposes them over HTTP
+and on the handles. Knows nothing of HTTP; never imports dagster.
 """
 
 from __future__ import annotations
@@ -19,10 +19,13 @@ from ..months import Month
 from . import faults as fx
 from .catalog import Calendar, Listings, build_listings
 from .corruption import MODES
+from .shapes import SHAPES
 from .signing import Signer
 
 #: Corruption modes (see corruption.py), each caught by one validation check.
 CORRUPTION_MODES: tuple[str, ...] = tuple(MODES)
+#: Shape modes (see shapes.py): the same data stored another way.
+SHAPE_MODES: tuple[str, ...] = tuple(SHAPES)
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -50,19 +53,30 @@ class SandboxConfig:
 
 @dataclass(frozen=True)
 class CorruptionRule:
-    """Files matching every given filter are served corrupted by ``mode``."""
+    """Files matching every given filter are served corrupted or shaped by ``mode``.
+
+    ``days`` limits the rule to the daily files of those days of the month (never a monthly
+    file); ``None`` matches every file.
+    """
 
     mode: str
     exchange: str | None = None
     symbol: str | None = None
     month: str | None = None
+    days: tuple[int, ...] | None = None
 
-    def matches(self, exchange: str, symbol: str, month: str) -> bool:
+    def matches(self, exchange: str, symbol: str, month: str, day: int | None) -> bool:
         return (
             (self.exchange is None or self.exchange == exchange)
             and (self.symbol is None or self.symbol == symbol)
             and (self.month is None or self.month == month)
+            and (self.days is None or day in self.days)
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["days"] = None if self.days is None else list(self.days)
+        return out
 
 
 def as_date(value: date | str) -> date:
@@ -75,6 +89,18 @@ def as_date(value: date | str) -> date:
     if not _DATE_RE.fullmatch(text):
         raise ValueError(f"not a date: {text!r}; expected YYYY-MM-DD")
     return date.fromisoformat(text)
+
+
+def _days(days: list[int] | None) -> tuple[int, ...] | None:
+    """Validated days of a month, sorted and unique; ``None`` stays ``None`` (every file)."""
+    if days is None:
+        return None
+    if isinstance(days, (str, int)) or not days:
+        raise ValueError(f"days must be a non-empty list of days of the month, got {days!r}")
+    out = sorted({int(d) for d in days})
+    if out[0] < 1 or out[-1] > 31:
+        raise ValueError(f"days must lie in 1..31, got {list(days)}")
+    return tuple(out)
 
 
 def _month_key(month: str | Month | None) -> str | None:
@@ -142,18 +168,23 @@ class SandboxState:
         exchange: str | None = None,
         symbol: str | None = None,
         month: str | Month | None = None,
+        days: list[int] | None = None,
     ) -> None:
-        """Serve matching files through ``apply_corruption(table, mode, interval)``.
+        """Serve matching files corrupted (a ``MODES`` mode) or reshaped (a ``SHAPES`` mode).
 
-        Rules accumulate; for a file, the most recent matching rule wins.
+        ``days`` limits the rule to the daily files of those days (``None``: every file).
+        Rules accumulate. For a file, the most recent matching corruption applies, then every
+        matching shape in the order given (each mode once): shapes stack, and stack on a
+        corruption, as a real object can be both unsorted and hive-partitioned.
         """
-        if mode not in CORRUPTION_MODES:
+        if mode not in CORRUPTION_MODES and mode not in SHAPE_MODES:
             raise ValueError(
-                f"unknown corruption mode {mode!r}; expected one of {CORRUPTION_MODES}"
+                f"unknown corruption mode {mode!r}; expected one of"
+                f" {CORRUPTION_MODES + SHAPE_MODES}"
             )
         if exchange is not None and exchange not in self.listings:
             raise ValueError(f"unknown exchange {exchange!r}")
-        rule = CorruptionRule(mode, exchange, symbol, _month_key(month))
+        rule = CorruptionRule(mode, exchange, symbol, _month_key(month), _days(days))
         with self._lock:
             self._corruptions.append(rule)
 
@@ -161,12 +192,16 @@ class SandboxState:
         with self._lock:
             self._corruptions.clear()
 
-    def corruption(self, exchange: str, symbol: str, month: str) -> str | None:
+    def treatment(
+        self, exchange: str, symbol: str, month: str, day: int | None
+    ) -> tuple[str | None, tuple[str, ...]]:
+        """How a file is served: its corruption mode (or ``None``) and its shapes, in order."""
         with self._lock:
-            for rule in reversed(self._corruptions):
-                if rule.matches(exchange, symbol, month):
-                    return rule.mode
-        return None
+            rules = list(self._corruptions)
+        matching = [r.mode for r in rules if r.matches(exchange, symbol, month, day)]
+        corruption = next((m for m in reversed(matching) if m in MODES), None)
+        shapes = tuple(dict.fromkeys(m for m in matching if m in SHAPES))
+        return corruption, shapes
 
     # --- faults
     def inject(
@@ -208,7 +243,7 @@ class SandboxState:
                     {"exchange": e, "symbol": s, "month": m, "revision": r}
                     for (e, s, m), r in sorted(self._revisions.items())
                 ],
-                "corruptions": [asdict(rule) for rule in self._corruptions],
+                "corruptions": [rule.as_dict() for rule in self._corruptions],
                 "faults": self.faults.active(),
             }
 

@@ -1,4 +1,5 @@
-"""The steering API, described once: clock, republished months, corruption, faults, request log.
+"""The steering API, described once: clock, republished months, corruption and shapes, faults,
+request log.
 
 Owns :data:`ACTIONS`, the one table of steering actions, and everything served from it: the
 admin endpoints under ``/_sandbox/`` and :class:`Steering`, the methods both handles share
@@ -139,8 +140,10 @@ class Steering(ABC):
         exchange: str | None = None,
         symbol: str | None = None,
         month: str | Month | None = None,
+        days: list[int] | None = None,
     ) -> None:
-        self._call("corrupt", mode=mode, exchange=exchange, symbol=symbol, month=month)
+        filters = {"exchange": exchange, "symbol": symbol, "month": month, "days": days}
+        self._call("corrupt", mode=mode, **filters)
 
     def clear_corruption(self) -> None:
         self._call("clear_corruption")
