@@ -8,6 +8,7 @@ identical data is materialized again.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import re
 import subprocess
@@ -20,11 +21,13 @@ import duckdb
 import matplotlib.image
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
+from aperiodic_assets.assemble import Part, assemble
 from aperiodic_assets.assets.downstream import (
     CHART_FILE,
     DAILY_TABLE,
@@ -36,6 +39,7 @@ from aperiodic_assets.assets.downstream import (
 )
 from aperiodic_assets.assets.l1_imbalance import l1_imbalance
 from aperiodic_assets.months import Month
+from aperiodic_assets.normalize import normalize
 from aperiodic_assets.partitions import partition_key
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import PARTITION_COLUMNS, Warehouse
@@ -279,3 +283,82 @@ def test_duckdb_reads_the_warehouse_as_one_table(filled):
     ).fetchall()
     expected = written.groupby(["symbol", written["time"].dt.year, written["time"].dt.month])
     assert per_partition == [(s, y, m, n) for (s, y, m), n in expected.size().items()]
+
+
+# --- withdrawn upstream partitions, UTC-aware sources -------------------------------------------
+
+
+def test_a_withdrawn_upstream_partition_gives_0_daily_rows_and_leaves_the_summary(
+    resources, instance, warehouse
+):
+    for instrument in (BTC_1H, ETH_1H):
+        warehouse.write(instrument, JULY, month_table(instrument, JULY))
+    btc = partition_key(BTC_1H, JULY)
+    before = run(l1_imbalance_daily, btc, resources, instance)
+    assert before.metadata["rows"].value == 31
+    moved = warehouse.withdraw(BTC_1H, JULY)
+
+    daily = run(l1_imbalance_daily, btc, resources, instance)
+    assert daily.metadata["rows"].value == 0
+    assert daily.metadata["upstream"].value == (
+        f"withdrawn: the l1_imbalance partition was moved to {moved}"
+    )
+    assert data_version(daily) == hashlib.sha256(b"").hexdigest() != data_version(before)
+    # The daily numbers of data that is gone are withdrawn too, not left for readers.
+    assert not warehouse.exists(BTC_1H, JULY, DAILY_TABLE)
+    (kept,) = warehouse.withdrawn(BTC_1H, JULY, DAILY_TABLE)
+    assert daily.metadata["withdrawn_to"].value == kept
+
+    summary = run(l1_imbalance_monthly_summary, JULY.key, resources, instance)
+    assert summary.metadata["instruments"].value == 1
+    (row,) = pq.read_table(summary.metadata["path"].value).to_pylist()
+    assert row["symbol"] == ETH_1H.symbol and row["rows"] == 31 * 24
+
+    warehouse.withdraw(ETH_1H, JULY)
+    empty = run(l1_imbalance_monthly_summary, JULY.key, resources, instance)
+    assert empty.metadata["rows"].value == 0
+    assert "no instrument has an l1_imbalance partition" in empty.metadata["upstream"].value
+    assert not warehouse.exists(None, JULY, SUMMARY_TABLE)
+    assert warehouse.read_bytes(None, JULY, SUMMARY_TABLE, CHART_FILE).startswith(PNG_SIGNATURE)
+
+
+def test_a_partition_never_written_gives_0_daily_rows_and_says_so(resources, instance, warehouse):
+    daily = run(l1_imbalance_daily, partition_key(BTC_1H, JULY), resources, instance)
+    assert daily.metadata["rows"].value == 0
+    assert daily.metadata["upstream"].value.startswith("no upstream data")
+    assert "withdrawn_to" not in daily.metadata
+
+
+def with_instrument(frame: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
+    return frame.assign(
+        exchange=instrument.exchange,
+        symbol=instrument.symbol,
+        interval=instrument.interval,
+        timestamp=instrument.timestamp,
+    )
+
+
+def test_daily_stats_and_summary_of_a_utc_aware_frame_equal_the_naive_ones():
+    naive = with_instrument(month_table(BTC_1H, JULY).to_pandas(), BTC_1H)
+    aware = naive.assign(time=naive["time"].dt.tz_localize("UTC"))
+    berlin = aware.assign(time=aware["time"].dt.tz_convert("Europe/Berlin"))
+    expected = daily_stats(naive, JULY)
+    assert len(expected) == 31 and (expected["rows"] == 24).all()
+    for frame in (aware, berlin):
+        pd.testing.assert_frame_equal(daily_stats(frame, JULY), expected)
+        pd.testing.assert_frame_equal(monthly_summary(frame, JULY), monthly_summary(naive, JULY))
+
+
+def test_a_utc_aware_source_file_lands_as_the_naive_one_and_gives_the_same_daily_rows(tmp_path):
+    naive = month_table(BTC_1H, JULY)
+    aware = naive.set_column(0, "time", naive["time"].cast(pa.timestamp("ms", "UTC")))
+    daily = {}
+    for name, source in (("naive", naive), ("aware", aware)):
+        store = Warehouse(tmp_path / name)
+        table = assemble([Part(JULY.key, normalize(source, BTC_1H, JULY.key).table)])
+        store.write(BTC_1H, JULY, table)
+        daily[name] = daily_stats(store.read([BTC_1H], [JULY]).to_pandas(), JULY)
+        daily[f"{name}_bytes"] = store.read_bytes(BTC_1H, JULY)
+    assert daily["aware_bytes"] == daily["naive_bytes"]
+    pd.testing.assert_frame_equal(daily["aware"], daily["naive"])
+    assert len(daily["naive"]) == 31

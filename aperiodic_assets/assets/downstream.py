@@ -4,6 +4,11 @@ They declare the dependency by asset key and partition mapping (lineage, stalene
 validated rows from the warehouse, and store their results beside it. Their data version is the
 hash of what they wrote, and their automation condition reacts to upstream data versions, so
 they, and whatever depends on them, re-run only when the data really changed.
+
+An upstream partition whose file is gone (withdrawn, see ``Warehouse.withdraw``) has no rows:
+the daily partition materializes 0 rows and withdraws its own file too, and the monthly summary
+leaves that instrument out. Times are handled as naive UTC whatever the frame holds, so a
+time-zone-aware source gives the same days and numbers as a naive one.
 """
 
 import base64
@@ -23,6 +28,7 @@ from ..partitions import l1_partitions, month_partitions, parse_partition_key
 from ..resources import WarehouseResource
 from ..schema import INTERVALS, TIME
 from ..universe import Instrument
+from ..warehouse import Warehouse
 from .l1_imbalance import L1_IMBALANCE
 from .reporting import table
 
@@ -34,6 +40,8 @@ CHART_FILE = "daily_imbalance_ratio.png"
 INSTRUMENT_COLUMNS = ["exchange", "symbol", "interval", "timestamp"]
 SOURCE_COLUMNS = [TIME, "imbalance_ratio", "bid_percentage"]
 DAY_SECONDS = 86400
+#: The data version of a partition without data: the hash of no bytes.
+NO_DATA = hashlib.sha256(b"").hexdigest()
 
 with warnings.catch_warnings():
     # A beta API; it is what maps one month to every instrument partition of that month.
@@ -79,7 +87,14 @@ def l1_imbalance_daily(
     store = warehouse.get_warehouse()
     source = store.read([instrument], [month], SOURCE_COLUMNS).to_pandas()
     if source.empty:
-        raise dg.Failure(f"{instrument.key} {month}: no l1_imbalance partition in {store.url}.")
+        withdrawn = store.withdrawn(instrument, month)
+        upstream = (
+            f"withdrawn: the l1_imbalance partition was moved to {withdrawn[-1]}"
+            if withdrawn
+            else f"no upstream data: no l1_imbalance partition in {store.url}"
+        )
+        context.log.warning(f"{instrument.key} {month}: {upstream}; 0 rows.")
+        return _without_data(store, instrument, month, DAILY_TABLE, upstream)
     daily = daily_stats(source, month).drop(columns=INSTRUMENT_COLUMNS)
     written = store.write(instrument, month, _to_arrow(daily), table_name=DAILY_TABLE)
     return dg.MaterializeResult(
@@ -110,13 +125,16 @@ def l1_imbalance_monthly_summary(
 ) -> dg.MaterializeResult:
     month = Month.parse(context.partition_key)
     store = warehouse.get_warehouse()
+    # Instruments whose partition was withdrawn have no file: they are simply not in here.
     source = store.read(months=[month], columns=SOURCE_COLUMNS).to_pandas()
-    if source.empty:
-        raise dg.Failure(f"{month}: no instrument has an l1_imbalance partition in {store.url}.")
     summary = monthly_summary(source, month)
     chart = daily_chart(daily_stats(source, month), month)
-    written = store.write(None, month, _to_arrow(summary), table_name=SUMMARY_TABLE)
     chart_path = store.write_file(None, month, CHART_FILE, chart, table_name=SUMMARY_TABLE)
+    if source.empty:
+        upstream = f"no instrument has an l1_imbalance partition for {month} in {store.url}"
+        context.log.warning(f"{month}: {upstream} (withdrawn or never written); 0 instruments.")
+        return _without_data(store, None, month, SUMMARY_TABLE, upstream)
+    written = store.write(None, month, _to_arrow(summary), table_name=SUMMARY_TABLE)
     image = base64.b64encode(chart).decode()
     return dg.MaterializeResult(
         # Both files are the output: either changing is a new version.
@@ -137,10 +155,37 @@ def l1_imbalance_monthly_summary(
     )
 
 
+def _without_data(
+    store: Warehouse, instrument: Instrument | None, month: Month, table_name: str, upstream: str
+) -> dg.MaterializeResult:
+    """A partition whose upstream has no rows: 0 rows, and its own earlier file withdrawn (kept
+    under ``_withdrawn``), so no reader of the table finds numbers of data that is gone."""
+    moved = store.withdraw(instrument, month, table_name)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(NO_DATA),
+        metadata={
+            "upstream": dg.MetadataValue.text(upstream),
+            "rows": dg.MetadataValue.int(0),
+            **({"withdrawn_to": dg.MetadataValue.path(moved)} if moved else {}),
+        },
+    )
+
+
+def naive_utc(source: pd.DataFrame) -> pd.DataFrame:
+    """``source`` with ``time`` as naive UTC. A time-zone-aware ``time`` (a caller's frame, a
+    file an older version wrote) is converted, not relabelled, so days are UTC days and line up
+    with the month's naive calendar."""
+    times = source[TIME]
+    if times.dt.tz is None:
+        return source
+    return source.assign(**{TIME: times.dt.tz_convert("UTC").dt.tz_localize(None)})
+
+
 def published_until(source: pd.DataFrame, month: Month, today: date | None = None) -> datetime:
     """Where ``month``'s data is expected to end: the month's end once it is over; until then
     the end of the newest day any instrument has (the current month is published daily), so a
     month in progress is not called incomplete for days that do not exist yet."""
+    source = naive_utc(source)
     today = today or datetime.now(UTC).date()
     if month.end.date() <= today or source.empty:
         return month.end
@@ -151,6 +196,7 @@ def published_until(source: pd.DataFrame, month: Month, today: date | None = Non
 def daily_stats(source: pd.DataFrame, month: Month, today: date | None = None) -> pd.DataFrame:
     """One row per instrument and published day of ``month``; a day without rows has rows 0 and
     NaNs."""
+    source = naive_utc(source)
     stats = source.assign(date=source[TIME].dt.floor("D")).groupby([*INSTRUMENT_COLUMNS, "date"])
     stats = stats.agg(
         rows=(TIME, "size"),
@@ -172,6 +218,7 @@ def daily_stats(source: pd.DataFrame, month: Month, today: date | None = None) -
 def monthly_summary(source: pd.DataFrame, month: Month, today: date | None = None) -> pd.DataFrame:
     """One row per instrument: rows, means over the month, completeness against the grid of the
     days published so far (the whole month once it is over)."""
+    source = naive_utc(source)
     summary = (
         source.groupby(INSTRUMENT_COLUMNS)
         .agg(

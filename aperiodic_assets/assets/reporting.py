@@ -25,6 +25,8 @@ SOURCE_IDENTITY = "source_files_identity"
 SOURCE_STAMPS = "source_stamps"
 #: Materialization tag naming the WARN checks that did not pass ("none" when all passed).
 WARNINGS_TAG = "aperiodic/warnings"
+#: Metadata key of what it took to bring the source files into the canonical form, in words.
+NORMALIZED = "normalized"
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 
@@ -40,13 +42,15 @@ class Landed:
 
 def landed(outcome: PartitionOutcome) -> Landed | None:
     """The report of a written partition; None when Aperiodic publishes no file for the month."""
-    written, table, report = outcome.written, outcome.table, outcome.report
+    written, data, report = outcome.written, outcome.table, outcome.report
+    normalized = outcome.normalized
     if written is None:
         return None
-    assert table is not None and report is not None
-    times = table["time"]
+    assert data is not None and report is not None and normalized is not None
+    times = data["time"]
     daily = sum(1 for s in outcome.sources if s.info.day)
     warnings = warnings_text(report)
+    changed = normalized.records()
     return Landed(
         sha256=written.sha256,
         metadata={
@@ -61,6 +65,9 @@ def landed(outcome: PartitionOutcome) -> Landed | None:
             "source_kind": dg.MetadataValue.text(
                 f"{len(outcome.sources) - daily} monthly + {daily} daily"
             ),
+            # What the source files looked like, as far as it differed from what was written.
+            NORMALIZED: dg.MetadataValue.text(normalized.summary()),
+            **({"normalized_files": table(changed)} if changed else {}),
             "path": dg.MetadataValue.path(written.path),
             "sha256": dg.MetadataValue.text(written.sha256),
             SOURCE_IDENTITY: dg.MetadataValue.text(outcome.source_identity),
