@@ -42,6 +42,7 @@ TRIGGER_TAG = "aperiodic/trigger"
 #: Tag on the sensor's backfills: which tick's request it carries, so the next ticks can ask
 #: the instance whether it finished.
 REQUEST_TAG = "aperiodic/request"
+MAX_BUDGET_S = 45.0
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -54,10 +55,19 @@ class SensorSettings:
     interval_s: int = 3600
     #: Completed months watched besides the current one (APERIODIC_SENSOR_LOOKBACK_MONTHS).
     lookback_months: int = 2
-    #: Wall time one evaluation may spend on the API; Dagster times a sensor out at 60 s.
+    #: Wall time one evaluation may spend on the API (APERIODIC_SENSOR_BUDGET_S, at most
+    #: MAX_BUDGET_S): Dagster times a sensor out at 60 s, and the tick still has to read the
+    #: instance and write its cursor after the API work.
     budget_s: float = 25.0
     #: Listings and ranged GETs in flight at once (APERIODIC_SENSOR_CONCURRENCY).
     concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.budget_s <= MAX_BUDGET_S:
+            raise ValueError(
+                f"APERIODIC_SENSOR_BUDGET_S={self.budget_s:g}: the sensor's budget must be over 0"
+                f" and at most {MAX_BUDGET_S:g} s (Dagster times a sensor evaluation out at 60 s)"
+            )
 
     @classmethod
     def from_env(cls) -> SensorSettings:
@@ -119,20 +129,29 @@ class Tick:
     def list_instruments(
         self, client: AperiodicClient, instruments: Sequence[Instrument], deadline: float
     ) -> tuple[dict[Instrument, list[FileInfo]], list[str], int]:
+        """Listings in rotation order: those that answered, the errors, and how far the
+        rotation may move on (past every instrument that got a definite answer, so one whose
+        listing the budget cut short comes first next tick)."""
         first, last = self.months[0].first_day, self.months[-1].last_day
-        results, started = run_bounded(
+        results, _ = run_bounded(
             instruments,
             lambda i: client.list_files(i, first, last),
             self.settings.concurrency,
             deadline,
         )
-        listed, errors = {}, []
+        listed, errors, answered = {}, [], set()
         for instrument, result in results:
             if isinstance(result, AperiodicError):
                 errors.append(f"{instrument.key}: {result}")
+                if not result.transient:
+                    answered.add(instrument)
             else:
                 listed[instrument] = result
-        return listed, errors, started
+                answered.add(instrument)
+        done = 0
+        while done < len(instruments) and (instruments[done] in answered):
+            done += 1
+        return listed, errors, done
 
     def watched(
         self,
@@ -218,13 +237,15 @@ def evaluate(
     """One sensor evaluation; separate from the decorated sensor so tests can pass a universe."""
     started_at = time.monotonic()
     deadline = started_at + settings.budget_s
+    # Every listing and probe of this tick, retries and timeouts included, ends by the deadline.
+    client = client.bounded(deadline)
     now = time.time()
     cursor = watch.WatchCursor.load(context.cursor)
     tick = Tick(watched_months(current, settings.lookback_months), settings)
 
     order = _rotate(instruments, cursor.next_instrument)
-    listed, errors, started = tick.list_instruments(client, order, deadline)
-    cursor.next_instrument = (cursor.next_instrument + started) % max(1, len(instruments))
+    listed, errors, done = tick.list_instruments(client, order, deadline)
+    cursor.next_instrument = (cursor.next_instrument + done) % max(1, len(instruments))
     all_keys = {str(partition_key(i, m)) for i in instruments for m in tick.months}
     listed_keys = {str(partition_key(i, m)) for i in listed for m in tick.months}
     watched = tick.watched(
@@ -269,11 +290,12 @@ def evaluate(
         context.log.warning(f"earlier request not landed: {line}")
     for key, reason in sorted(waiting.items()):
         context.log.info(f"not requesting {key} yet: {reason}")
-    skipped = len(instruments) - started
+    skipped = len(instruments) - len(listed)
     if skipped:
         errors.append(
-            f"{skipped} instrument(s) not listed within the tick's {settings.budget_s:g}s"
-            " budget; the next tick starts with them"
+            f"{skipped} instrument(s) not listed this tick (errors above, or the tick's"
+            f" {settings.budget_s:g}s budget ran out); the next tick starts with"
+            f" {order[done].key if done < len(order) else order[0].key}"
         )
     for error in errors:
         context.log.warning(f"will retry next tick: {error}")

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from .api import AperiodicClient, FileInfo, SourceFile, file_token, files_identity
+from .api import AperiodicClient, FileInfo, SourceFile, files_identity
 from .assemble import AssemblyError, Part, assemble
 from .months import Month
 from .normalize import Normalization, NormalizationError, normalize
@@ -79,7 +79,7 @@ class PartitionOutcome:
     @property
     def source_stamps(self) -> dict[str, str]:
         """File label -> identity token; the sensor compares its probes with this."""
-        return {s.info.label: file_token(s.etag, len(s.data)) for s in self.sources}
+        return {s.info.label: s.token for s in self.sources}
 
     @property
     def source_identity(self) -> str:
@@ -198,7 +198,7 @@ def _reject(
         url,
         report,
         validation,
-        {s.info.label: file_token(s.etag, len(s.data)) for s in sources},
+        {s.info.label: s.token for s in sources},
     )
 
 

@@ -8,6 +8,7 @@ backfill daemon would, and the next tick must not ask again.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -15,7 +16,7 @@ import pytest
 
 from aperiodic_assets import watch
 from aperiodic_assets._dagster_internals import backfill_subset_keys
-from aperiodic_assets.api import FileInfo, FileStamp
+from aperiodic_assets.api import AperiodicClient, FileInfo, FileStamp
 from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, SOURCE_STAMPS, l1_imbalance
 from aperiodic_assets.automation import (
     SensorSettings,
@@ -35,7 +36,7 @@ from aperiodic_assets.partitions import (
 )
 from aperiodic_assets.schema import INTERVALS
 
-from .conftest import BTC_1H, TODAY
+from .conftest import BTC_1H, KEY, TODAY
 
 CURRENT = Month.parse(month_partitions.get_last_partition_key())
 LAST = CURRENT.previous()
@@ -199,11 +200,11 @@ def test_a_tick_stays_within_its_budget_and_continues_where_it_stopped(
 ):
     sandbox.set_today(CURRENT.first_day + timedelta(days=2))
     sandbox.inject("stall", count=-1, target="list", seconds=0.3)
-    settings = SensorSettings(lookback_months=1, budget_s=0.5, concurrency=1)
+    settings = SensorSettings(lookback_months=1, budget_s=0.8, concurrency=1)
     client = resources["aperiodic"].get_client()
     cursor, seen = None, set()
     try:
-        for _ in range(3):
+        for _ in range(4):
             context = dg.build_sensor_context(instance=instance, cursor=cursor)
             result = evaluate(context, client, UNIVERSE.instruments, CURRENT, settings)
             cursor = result.cursor
@@ -213,6 +214,42 @@ def test_a_tick_stays_within_its_budget_and_continues_where_it_stopped(
         client.close()
     assert seen == set(UNIVERSE.instruments), "the rotation reached every instrument"
     assert len(cursor) < 2000, "the cursor keeps only rotation positions and requests in flight"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"fault": "rate_limit", "target": "list", "seconds": 20},
+        {"fault": "stall", "target": "list", "seconds": 30.0},
+    ],
+    ids=["retry-after-20s", "stalled-listing"],
+)
+def test_a_tick_ends_within_its_budget_whatever_the_api_does(sandbox, instance, fault):
+    """With the production retry settings (waits up to 60 s, 300 s per call), a throttled or
+    stalled API still cannot hold the tick past its budget."""
+    sandbox.set_today(CURRENT.first_day + timedelta(days=2))
+    sandbox.inject(count=-1, **fault)
+    settings = SensorSettings(lookback_months=1, budget_s=3.0)
+    client = AperiodicClient(sandbox.base_url, KEY)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RuntimeError, match="listing"):
+            evaluate(
+                dg.build_sensor_context(instance=instance),
+                client,
+                UNIVERSE.instruments,
+                CURRENT,
+                settings,
+            )
+    finally:
+        client.close()
+    elapsed = time.monotonic() - started
+    assert elapsed < settings.budget_s + 2.0, f"the tick took {elapsed:.1f}s"
+
+
+def test_the_sensor_budget_is_bounded_below_dagsters_timeout():
+    with pytest.raises(ValueError, match="APERIODIC_SENSOR_BUDGET_S=50.*at most 45"):
+        SensorSettings(budget_s=50)
 
 
 def test_an_outage_fails_the_tick_and_recovery_resumes(sandbox, ticker):
