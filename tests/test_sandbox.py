@@ -1235,6 +1235,33 @@ def test_gzip_fault_serves_the_object_as_stored_gzip_encoded(sb: Sandbox):
     assert "Content-Encoding" not in raw_get(url).headers
 
 
+def test_gzip_stacks_with_a_redirect_and_a_truncated_body(sb: Sandbox):
+    url = first_url(sb)
+    plain = download(url).content
+    sb.inject("gzip", count=-1)
+    sb.inject("redirect")
+    sb.inject("truncate", count=1)
+    redirected = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert redirected.status_code == 302 and "Content-Encoding" not in redirected.headers
+    parts = urlsplit(redirected.headers["Location"])
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", f"{parts.path}?{parts.query}")
+        response = conn.getresponse()
+        assert response.getheader("Content-Encoding") == "gzip"
+        declared = int(response.getheader("Content-Length"))
+        with pytest.raises(http.client.IncompleteRead) as caught:
+            response.read()
+        assert len(caught.value.partial) == declared // 2
+    finally:
+        conn.close()
+    whole = raw_get(url)
+    assert int(whole.headers["Content-Length"]) == declared == len(whole.body)
+    assert gzip.decompress(whole.body) == plain
+    log = [r["fault"] for r in sb.requests() if r["kind"] == "download"]
+    assert log == [None, "redirect", "truncate", "gzip"]
+
+
 def test_withdraw_fault_omits_one_month_of_a_listing_once(sb: Sandbox):
     summer = {"start_date": "2026-07-01", "end_date": "2026-09-14"}
     full = labels(files_of(sb, **summer))

@@ -30,6 +30,12 @@ TARGETS = (LIST, DOWNLOAD, ANY)
 #: Faults that act on one month of a listing (each listed month that matches uses one count),
 #: not on the whole request.
 PER_MONTH = ("withdraw",)
+#: Faults that say how an object is stored rather than what goes wrong with one request: taken
+#: apart from the others, so they stack with a redirect before the object and with the faults
+#: that mangle it on the wire.
+STORED = ("gzip",)
+#: The faults a stored-object fault stacks with (every other fault replaces the object).
+STACKS_WITH_STORED = ("truncate", "stall")
 #: The error of the ``plan`` fault, and of the intervals only higher tiers get.
 PLAN_ERROR = "Your plan does not include this interval"
 PLAN_CODE = "interval_not_in_plan"
@@ -99,7 +105,8 @@ FAULTS: dict[str, FaultSpec] = {
         (DOWNLOAD,),
         {},
         "the object as stored with Content-Encoding: gzip (ETag, length and ranges of the"
-        " encoded bytes); use count -1 so probes and downloads see the same object",
+        " encoded bytes); use count -1 so probes and downloads see the same object; stacks with"
+        " redirect, truncate and stall",
     ),
     "withdraw": FaultSpec(
         LIST,

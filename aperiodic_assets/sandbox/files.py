@@ -150,21 +150,19 @@ def download(state: SandboxState, request: Request) -> Reply:
     hops = request.query.get(HOPS_PARAM)
     if hops is not None and hops.isdecimal() and int(hops) > 0:
         return _redirect(state, path, f"http://{request.host}", int(hops) - 1)
-    fault = state.faults.take(
-        fx.DOWNLOAD,
-        fid.exchange,
-        fid.symbol,
-        fid.month_key,
-        exclude=("redirect",) if hops is not None else (),
-    )
+    instrument_month = (fid.exchange, fid.symbol, fid.month_key)
+    hopped = ("redirect",) if hops is not None else ()
+    fault = state.faults.take(fx.DOWNLOAD, *instrument_month, exclude=fx.STORED + hopped)
     if fault is not None and fault.name == "redirect":
         base = fault.params["base"] or f"http://{request.host}"
         return _redirect(state, path, str(base).rstrip("/"), int(fault.params["hops"]) - 1)
     early = fault_reply(fault)
     if early is not None:
         return early
+    gzipped = (fault is None or fault.name in fx.STACKS_WITH_STORED) and (
+        state.faults.take(fx.DOWNLOAD, *instrument_month, only=fx.STORED) is not None
+    )
     corruption, shapes = state.treatment(fid.exchange, fid.symbol, fid.month_key, span.day)
-    gzipped = fault is not None and fault.name == "gzip"
     version = FileVersion(
         fid.exchange,
         fid.symbol,
@@ -208,6 +206,8 @@ def download(state: SandboxState, request: Request) -> Reply:
     else:
         reply = _object_reply(identity, body, request.headers.get("Range"), headers, path)
     apply_wire_fault(reply, fault)
+    if gzipped and reply.fault is None:
+        reply.fault = "gzip"
     return reply
 
 
