@@ -1,9 +1,15 @@
 """``make demo``: the whole flow on this machine, no API key and no cloud.
 
 Starts the sandbox API as its own process, materializes the current month (through yesterday)
-and the two completed months before it for every instrument in universe.yaml as real Dagster
-runs on the DAGSTER_HOME instance (they show up in
-``make dev`` afterwards), prints what landed in the warehouse, and stops the sandbox.
+and the months before it for every instrument in universe.yaml as real Dagster runs on the
+DAGSTER_HOME instance (they show up in ``make dev`` afterwards), then the downstream assets of
+the months that have data, prints what landed in the warehouse, and stops the sandbox.
+
+One clock decides everything, read once at the start (``--now`` or the ``now`` argument
+override it): the sandbox publishes files up to that day, the months are counted from it, and
+Dagster judges partition keys by it. So the demo is right on every date, a run that crosses
+midnight included: on the 1st of a month the new month is shown as not published yet, and the
+monthly summary is only asked for months with data.
 """
 
 from __future__ import annotations
@@ -12,14 +18,24 @@ import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+from .months import Month
+
+if TYPE_CHECKING:  # Dagster is imported when the demo runs: `make dev` imports this module too.
+    import dagster as dg
+
+    Run = Callable[..., dg.ExecuteInProcessResult]
 
 SANDBOX_KEY = "sandbox"
 #: Keep the console to warnings; every event is still in the instance for `make dev`.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+OK, FAILED, NOT_PUBLISHED, NO_FILE = "ok", "FAILED", "not published yet", "no file"
 
 
 @contextmanager
@@ -43,88 +59,141 @@ def sandbox_process(extra_args: list[str]):
             proc.kill()
 
 
-def main(argv: list[str] | None = None) -> int:
+def demo_months(today: date, n_months: int) -> list[Month]:
+    """The current month and the ``n_months - 1`` before it, oldest first."""
+    months = [Month.of(today)]
+    while len(months) < n_months:
+        months.insert(0, months[0].previous())
+    return months
+
+
+def _instant(text: str) -> datetime:
+    """An ISO date and time, read as UTC unless it says otherwise."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
+    """Run the demo; ``now`` (or ``--now``) replaces the system clock, for tests and rehearsals."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--months", type=int, default=3, help="months to materialize, the current one included"
     )
+    parser.add_argument(
+        "--instrument",
+        action="append",
+        help="an instrument key of the universe (repeatable; default: every instrument)",
+    )
+    parser.add_argument(
+        "--now", type=_instant, help="the demo's clock, ISO date and time in UTC (default: now)"
+    )
     parser.add_argument("--sandbox-arg", action="append", default=[], help="passed to the sandbox")
     args = parser.parse_args(argv)
+    now = now or args.now or datetime.now(UTC)
 
-    with sandbox_process(args.sandbox_arg) as api_url:
-        print(f"sandbox API at {api_url}")
-        os.environ["APERIODIC_API_URL"] = api_url
-        os.environ["APERIODIC_API_KEY"] = SANDBOX_KEY
-        os.environ.setdefault("WAREHOUSE_URL", "warehouse")
-        return _materialize(args.months)
+    # The sandbox publishes up to the demo's day, even if the demo runs past midnight.
+    with sandbox_process(["--today", now.date().isoformat(), *args.sandbox_arg]) as api_url:
+        print(f"sandbox API at {api_url}; clock {now:%Y-%m-%d %H:%M} UTC")
+        return _materialize(api_url, now, args.months, args.instrument)
 
 
-def _materialize(n_months: int) -> int:
-    # Imported after the environment is set: definitions reads it.
+def _materialize(
+    api_url: str, now: datetime, n_months: int, instrument_keys: Sequence[str] | None
+) -> int:
     import dagster as dg
 
-    from .definitions import defs
-    from .months import Month
+    from .definitions import defs, s3
     from .partitions import UNIVERSE, partition_key
+    from .resources import AperiodicResource, WarehouseResource
     from .warehouse import Warehouse
 
     instance = dg.DagsterInstance.get()
-    warehouse_url = Warehouse(os.environ["WAREHOUSE_URL"]).url
-    job = defs.resolve_job_def("l1_imbalance_job")
-    months = [Month.of(datetime.now(UTC).date())]
-    while len(months) < n_months:
-        months.insert(0, months[0].previous())
-
-    rows, failures = [], 0
-    for instrument in UNIVERSE.instruments:
-        for month in months:
-            key = partition_key(instrument, month)
-            result = job.execute_in_process(
-                partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET
-            )
-            rows.append(_row(instrument.key, month.key, result, warehouse_url))
-            failures += not result.success
-    print(pd.DataFrame(rows).fillna("").to_string(index=False))
-    landed = sum(r["status"] == "ok" for r in rows)
-    print(
-        f"\n{landed} of {len(rows)} partitions materialized into {warehouse_url};"
-        f" runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')}"
+    warehouse_url = Warehouse(os.environ.get("WAREHOUSE_URL") or "warehouse").url
+    # The code location's assets and jobs with the sandbox and this warehouse, given here rather
+    # than through the environment, which definitions.py reads once, at import.
+    demo_defs = dg.Definitions(
+        assets=defs.assets,
+        jobs=defs.jobs,
+        executor=defs.executor,
+        resources={
+            **(defs.resources or {}),
+            "aperiodic": AperiodicResource(api_url=api_url, api_key=SANDBOX_KEY),
+            "warehouse": WarehouseResource(url=warehouse_url, s3=s3),
+        },
     )
-    downstream = _materialize_downstream(instance, months, [r for r in rows if r["status"] == "ok"])
-    print(f"downstream: {downstream} (lineage, summary table and chart in `make dev`)")
-    return 1 if failures else 0
+    instruments = [
+        i for i in UNIVERSE.instruments if instrument_keys is None or i.key in instrument_keys
+    ]
+    current = Month.of(now.date())
+    months = demo_months(now.date(), n_months)
+    job = demo_defs.resolve_job_def("l1_imbalance_job")
 
-
-def _materialize_downstream(instance, months, landed_rows) -> str:
-    """The downstream assets for the demo months, so the UI shows a populated lineage."""
-    from .assets.downstream import L1_IMBALANCE_DAILY, L1_IMBALANCE_MONTHLY_SUMMARY
-    from .definitions import defs
-
-    # The code location's own asset job: the runs list names the asset, not an ad-hoc job.
-    job = defs.resolve_implicit_global_asset_job_def()
-
-    def run(asset_key, partition_key: str) -> bool:
-        result = job.execute_in_process(
-            asset_selection=[asset_key],
-            partition_key=partition_key,
+    def run(job_def: dg.JobDefinition, key: str, **kwargs) -> dg.ExecuteInProcessResult:
+        return job_def.execute_in_process(
+            partition_key=key,
             instance=instance,
             raise_on_error=False,
             run_config=QUIET,
+            **kwargs,
         )
-        return result.success
 
-    daily = sum(run(L1_IMBALANCE_DAILY, f"{r['instrument']}|{r['month']}") for r in landed_rows)
-    summaries = sum(run(L1_IMBALANCE_MONTHLY_SUMMARY, month.key) for month in months)
-    return (
-        f"{daily} of {len(landed_rows)} l1_imbalance_daily partitions,"
-        f" {summaries} of {len(months)} monthly summaries"
+    # Dagster's partition keys end with the current month of this clock, not of the system's.
+    with dg.partition_loading_context(effective_dt=now):
+        rows = [
+            _row(instrument.key, month, current, run(job, partition_key(instrument, month)))
+            for instrument in instruments
+            for month in months
+        ]
+        for row in rows:  # paths inside the warehouse: the table stays readable
+            row["path"] = row.get("path", "").removeprefix(warehouse_url + "/")
+        print(pd.DataFrame(rows).fillna("").to_string(index=False))
+        landed = [r for r in rows if r["status"] == OK]
+        failed = sum(r["status"] == FAILED for r in rows)
+        print(
+            f"\n{len(landed)} of {len(rows)} partitions materialized into {warehouse_url};"
+            f" runs recorded in DAGSTER_HOME={os.environ.get('DAGSTER_HOME', '')}"
+        )
+        downstream_failed = _materialize_downstream(demo_defs, run, months, landed)
+    return 1 if failed or downstream_failed else 0
+
+
+def _materialize_downstream(
+    defs: dg.Definitions, run: Run, months: list[Month], landed_rows: list[dict[str, str]]
+) -> int:
+    """The downstream assets of the months that have data; returns how many runs failed.
+
+    A month no instrument has yet (the current one on the 1st) gets no summary: there is nothing
+    to summarize, and asking would only fail.
+    """
+    from .assets.downstream import L1_IMBALANCE_DAILY, L1_IMBALANCE_MONTHLY_SUMMARY
+
+    # The code location's own asset job: the runs list names the asset, not an ad-hoc job.
+    job = defs.resolve_implicit_global_asset_job_def()
+    daily = [
+        run(job, f"{r['instrument']}|{r['month']}", asset_selection=[L1_IMBALANCE_DAILY]).success
+        for r in landed_rows
+    ]
+    with_data = sorted({r["month"] for r in landed_rows})
+    summaries = [
+        run(job, month, asset_selection=[L1_IMBALANCE_MONTHLY_SUMMARY]).success
+        for month in with_data
+    ]
+    print(
+        f"downstream: {sum(daily)} of {len(daily)} l1_imbalance_daily partitions,"
+        f" {sum(summaries)} of {len(summaries)} monthly summaries"
+        " (lineage, summary table and chart in `make dev`)"
     )
+    for month in (m.key for m in months if m.key not in with_data):
+        print(f"no monthly summary for {month}: no instrument has data for it yet")
+    return daily.count(False) + summaries.count(False)
 
 
-def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, str]:
+def _row(
+    instrument: str, month: Month, current: Month, result: dg.ExecuteInProcessResult
+) -> dict[str, str]:
     from .assets.reporting import WARNINGS_TAG
 
-    row = {"instrument": instrument, "month": month, "status": "ok" if result.success else "FAILED"}
+    row = {"instrument": instrument, "month": month.key, "status": OK if result.success else FAILED}
     events = result.get_asset_materialization_events()
     if events:
         mat = events[0].step_materialization_data.materialization
@@ -133,7 +202,7 @@ def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, s
             rows=str(meta.get("rows", "")),
             bytes=str(meta.get("bytes", "")),
             data_version=str(mat.tags.get("dagster/data_version", ""))[:12],
-            path=str(meta.get("path", "")).removeprefix(warehouse_url + "/"),
+            path=str(meta.get("path", "")),
         )
         checks = result.get_asset_check_evaluations()
         if checks:
@@ -142,7 +211,9 @@ def _row(instrument: str, month: str, result, warehouse_url: str) -> dict[str, s
         row["warnings"] = mat.tags.get(WARNINGS_TAG, "")
         row["through"] = str(meta.get("through", ""))
     elif result.success:
-        row["status"] = "no file"
+        # The current month's first file appears on its 2nd day; an older month without a
+        # file predates the instrument's listing.
+        row["status"] = NOT_PUBLISHED if month == current else NO_FILE
     return row
 
 
