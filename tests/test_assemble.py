@@ -35,12 +35,29 @@ def test_overlapping_files_are_rejected_naming_both():
         assemble(parts)
 
 
-def test_files_with_different_schemas_are_rejected():
+def test_files_with_different_schemas_are_rejected_naming_the_differing_columns():
     good = days(date(2026, 8, 1), date(2026, 8, 2))
     drifted = days(date(2026, 8, 2), date(2026, 8, 3))
     drifted = drifted.set_column(1, "imbalance", drifted["imbalance"].cast(pa.string()))
-    with pytest.raises(AssemblyError, match="imbalance:string"):
+    with pytest.raises(AssemblyError) as error:
         assemble([Part("2026-08-01", good), Part("2026-08-02", drifted)])
+    assert str(error.value) == (
+        "file 2026-08-02 has imbalance:string where file 2026-08-01 has imbalance:double;"
+        " the files of one month must share one schema"
+    )
+
+
+def test_files_whose_times_differ_only_in_unit_assemble_in_the_finest():
+    first = days(date(2026, 8, 1), date(2026, 8, 2))
+    second = days(date(2026, 8, 2), date(2026, 8, 3))
+    second = second.set_column(0, "time", second["time"].cast(pa.timestamp("ns")))
+    table = assemble([Part("2026-08-01", first), Part("2026-08-02", second)])
+    assert table.schema.field("time").type == pa.timestamp("ns")
+    assert (
+        table["time"]
+        .cast(pa.timestamp("us"))
+        .equals(days(date(2026, 8, 1), date(2026, 8, 3))["time"])
+    )
 
 
 def test_nothing_to_assemble_is_an_error():

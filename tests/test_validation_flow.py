@@ -13,6 +13,7 @@ from aperiodic_assets.api import AperiodicClient
 from aperiodic_assets.assemble import Part, assemble
 from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, l1_imbalance
 from aperiodic_assets.months import Month
+from aperiodic_assets.normalize import Normalization, normalize
 from aperiodic_assets.partitions import partition_key
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.corruption import MODES
@@ -28,9 +29,19 @@ CHECK_OF = {rule.name: check.name for check in CHECKS for rule in check.rules}
 
 
 def fetch_and_validate(client: AperiodicClient, instrument: Instrument, month: Month):
+    """What run_partition does before writing: normalize each file, assemble, validate."""
     sources = client.fetch_month(instrument, month)
-    table = assemble([Part(s.info.label, s.table) for s in sources])
-    return sources, validate(table, instrument, month)
+    files = [normalize(s.table, instrument, s.info.label) for s in sources]
+    normalized = Normalization(tuple(f.changes for f in files))
+    table = assemble([Part(f.changes.label, f.table) for f in files])
+    report = validate(
+        table,
+        instrument,
+        month,
+        precision=normalized.precision,
+        dropped=normalized.extra_columns,
+    )
+    return sources, report
 
 
 def failed(report: ValidationReport) -> set[str]:
@@ -159,6 +170,9 @@ def test_a_warn_only_partition_materializes_with_a_failed_warn_check(
     ]
     first_key, first = next(iter(materialization.metadata.items()))
     assert first_key == "warnings" and first.value.startswith("completeness: ")
+    assert materialization.metadata["normalized"].value == (
+        "none: every file was in the canonical form"
+    )
     assert materialization.tags["aperiodic/warnings"] == "completeness"
     check_key = dg.AssetCheckKey(L1_IMBALANCE, "completeness")
     assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])
