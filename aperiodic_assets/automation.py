@@ -35,6 +35,7 @@ from .assets.l1_imbalance import (
 from .months import Month
 from .partitions import UNIVERSE, l1_partitions, month_partitions, partition_key
 from .resources import AperiodicResource
+from .settings import env_float, env_int
 from .universe import Instrument
 
 #: Tag on what the automation requests, naming which of it did (the sensor or the schedule).
@@ -71,12 +72,13 @@ class SensorSettings:
 
     @classmethod
     def from_env(cls) -> SensorSettings:
-        env = os.environ.get
         return cls(
-            interval_s=int(env("APERIODIC_SENSOR_INTERVAL_S", cls.interval_s)),
-            lookback_months=int(env("APERIODIC_SENSOR_LOOKBACK_MONTHS", cls.lookback_months)),
-            budget_s=float(env("APERIODIC_SENSOR_BUDGET_S", cls.budget_s)),
-            concurrency=int(env("APERIODIC_SENSOR_CONCURRENCY", cls.concurrency)),
+            interval_s=env_int("APERIODIC_SENSOR_INTERVAL_S", cls.interval_s, minimum=1),
+            lookback_months=env_int(
+                "APERIODIC_SENSOR_LOOKBACK_MONTHS", cls.lookback_months, minimum=0
+            ),
+            budget_s=env_float("APERIODIC_SENSOR_BUDGET_S", cls.budget_s),
+            concurrency=env_int("APERIODIC_SENSOR_CONCURRENCY", cls.concurrency, minimum=1),
         )
 
 

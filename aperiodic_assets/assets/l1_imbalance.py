@@ -31,6 +31,7 @@ from ..api import AperiodicError, TransientError
 from ..partitions import l1_partitions, parse_partition_key
 from ..pipeline import PartitionRejected, completed, run_partition
 from ..resources import AperiodicResource, WarehouseResource
+from ..settings import env_float
 from ..validation import CHECKS, ValidationConfig
 from ..warehouse import Warehouse
 from .reporting import (
@@ -71,6 +72,9 @@ WITHDRAWN = "withdrawn"
 #: the month's file out of the warehouse when the listing is still empty.
 WITHDRAW_TAG = "aperiodic/withdraw"
 WITHDRAW_CONFIRMED = "confirmed"
+#: The deployment's default for ``retry_after_wait_max_s``: runs the sensor launches take no
+#: run config, so a deployment sets it here.
+RUN_WAIT_MAX_S = env_float("APERIODIC_RUN_WAIT_MAX_S", 300.0, minimum=0.0)
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -115,13 +119,14 @@ class L1ImbalanceConfig(dg.Config):
         " in memory; API calls in flight are at most this times the client's download limit.",
     )
     retry_after_wait_max_s: float = Field(
-        default=300.0,
+        default=RUN_WAIT_MAX_S,
         ge=0.0,
         le=900.0,
         description="Longest wait a run spends on a partition the API asked to come back to"
         " later (Retry-After) or that failed transiently. A run retries after waits up to this"
         " long; a longer one fails the partition at once, naming the wait, and the new-month"
-        " sensor requests it again once the wait is over. No run sleeps longer.",
+        " sensor requests it again once the wait is over. No run sleeps longer. Default:"
+        " APERIODIC_RUN_WAIT_MAX_S, else 300 s.",
     )
     partition_attempts: int = Field(
         default=3,
