@@ -1572,6 +1572,7 @@ def test_json_body_of_every_api_error_has_error_details_and_code(sb: Sandbox):
     responses = [
         list_files(sb, key=None),
         list_files(sb, interval="7m"),
+        list_files(sb, interval="30s"),
         list_files(sb, symbol="nope"),
         requests.get(sb.base_url + "/nowhere", timeout=TIMEOUT),
     ]
