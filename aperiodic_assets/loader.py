@@ -35,7 +35,9 @@ def load_l1_imbalance(
     symbol, interval, timestamp, year, month) are always included. ``warehouse_url`` defaults to
     ``WAREHOUSE_URL``, else ``./warehouse``; S3 settings come from the standard AWS
     configuration or ``storage_options`` (s3fs arguments). Partitions that were never
-    materialized are simply absent: an empty selection gives an empty frame with all columns.
+    materialized, or were withdrawn, are simply absent: an empty selection gives an empty frame
+    with all columns. ``time`` is always naive UTC (``datetime64[us]``) and the metrics float64,
+    whatever shape the source files had.
     """
     if isinstance(instruments, Instrument | str):
         instruments = [instruments]

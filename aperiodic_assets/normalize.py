@@ -121,7 +121,8 @@ class Normalization:
         parts = []
         identity = [f for f in self.files if f.identity_dropped]
         if identity:
-            names = sorted({n for f in identity for n in f.identity_dropped}, key=_identity_order)
+            dropped = {n for f in identity for n in f.identity_dropped}
+            names = sorted(dropped, key=IDENTITY_COLUMNS.index)
             parts.append(
                 f"identity columns ({', '.join(names)}) checked and dropped from {_files(identity)}"
             )
@@ -384,10 +385,6 @@ def _labels(labels: list[str]) -> str:
         return f"file {labels[0]}"
     shown = ", ".join(labels) if len(labels) <= 3 else f"{labels[0]} … {labels[-1]}"
     return f"{len(labels)} files ({shown})"
-
-
-def _identity_order(name: str) -> int:
-    return IDENTITY_COLUMNS.index(name)
 
 
 def _show(value: object) -> str:

@@ -17,8 +17,13 @@ counted once, by ``schema`` or ``non_empty``, and not again as a violation of it
 NaN columns, missing grid rows). No Python loop runs over rows: loops are over the fixed rules
 and columns, and over at most ``max_examples`` example rows.
 
+The pipeline validates what ``normalize`` made of the source files (one canonical form), and
+tells ``validate`` what it cannot see in that table: the float width the files stored their
+metrics in (tolerances follow it) and the columns normalization dropped (``schema_drift``).
+
 Modules: ``report`` (results), ``engine`` (declaring and running rules, reading the table),
-``structure`` (schema, time, completeness) and ``values`` (identities, ranges, NaN).
+``structure`` (schema, time, completeness, schema drift) and ``values`` (identities, ranges,
+NaN).
 """
 
 from __future__ import annotations
