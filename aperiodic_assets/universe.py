@@ -13,12 +13,13 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import clock
 from .months import Month
 from .schema import INTERVALS, TIMESTAMP_MODES
 
@@ -149,9 +150,10 @@ def load_universe(path: Path | str = DEFAULT_UNIVERSE, today: date | None = None
     """Read and check a universe file; raises UniverseError listing every problem by place.
 
     ``listed`` is a ``YYYY-MM-DD`` date, quoted or not, between :data:`EARLIEST_LISTING` and
-    ``today`` (default: the UTC date). Duplicate instruments are an error, not a silent merge.
+    ``today`` (default: the package's clock). Duplicate instruments are an error, not a silent
+    merge.
     """
-    today = today or datetime.now(UTC).date()
+    today = today or clock.today()
     try:
         raw = yaml.load(Path(path).read_text(), Loader=_PlainScalars)
     except OSError as exc:
