@@ -5,11 +5,12 @@ and the months before it for every instrument in universe.yaml as real Dagster r
 DAGSTER_HOME instance (they show up in ``make dev`` afterwards), then the downstream assets of
 the months that have data, prints what landed in the warehouse, and stops the sandbox.
 
-One clock decides everything, read once at the start (``--now`` or the ``now`` argument
-override it): the sandbox publishes files up to that day, the months are counted from it, and
-Dagster judges partition keys by it. So the demo is right on every date, a run that crosses
-midnight included: on the 1st of a month the new month is shown as not published yet, and the
-monthly summary is only asked for months with data.
+One clock decides everything, read once at the start (the package's clock: APERIODIC_NOW or
+the system's; ``--now`` or the ``now`` argument override it): the sandbox publishes files up to
+that day, the months are counted from it, and Dagster judges partition keys by it. So the demo
+is right on every date, a run that crosses midnight included: on the 1st of a month the new
+month is shown as not published yet, and the monthly summary is only asked for months with
+data.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import argparse
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from . import clock
 from .months import Month
 
 if TYPE_CHECKING:  # Dagster is imported when the demo runs: `make dev` imports this module too.
@@ -89,12 +91,31 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
     )
     parser.add_argument("--sandbox-arg", action="append", default=[], help="passed to the sandbox")
     args = parser.parse_args(argv)
-    now = now or args.now or datetime.now(UTC)
+    now = now or args.now or clock.now()
 
-    # The sandbox publishes up to the demo's day, even if the demo runs past midnight.
-    with sandbox_process(["--today", now.date().isoformat(), *args.sandbox_arg]) as api_url:
+    # The sandbox publishes up to the demo's day and the runs in this process read the package's
+    # clock at the same instant, even if the demo runs past midnight.
+    with (
+        _environment({clock.ENV: now.isoformat()}),
+        sandbox_process(["--today", now.date().isoformat(), *args.sandbox_arg]) as api_url,
+    ):
         print(f"sandbox API at {api_url}; clock {now:%Y-%m-%d %H:%M} UTC")
         return _materialize(api_url, now, args.months, args.instrument)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` set in os.environ for the block; the previous values come back after it."""
+    previous = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _materialize(
