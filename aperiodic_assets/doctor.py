@@ -17,6 +17,7 @@ checked from its dagster.yaml.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import os
 import sys
@@ -276,6 +277,9 @@ def _warehouse(environ: Mapping[str, str]) -> Finding:
         probe.unlink()
     except Exception as exc:
         return Finding("warehouse", warehouse.url, WARN, f"writable, but {probe} stays: {exc}")
+    if warehouse.is_local:  # the folder too, unless something else is in it
+        with contextlib.suppress(OSError):
+            probe.parent.rmdir()
     return Finding("warehouse", warehouse.url, OK, f"wrote, read and deleted {PROBE_PREFIX}/probe")
 
 
