@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import date
+from datetime import UTC, date, datetime
 
 import dagster as dg
 import pyarrow as pa
@@ -18,8 +19,15 @@ from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
 
+#: The instant `make test-dates` runs the date-sensitive tests at (APERIODIC_TEST_NOW, ISO, UTC),
+#: the process clock set to it by faketime; None in the normal suite.
+TEST_NOW = (
+    datetime.fromisoformat(os.environ["APERIODIC_TEST_NOW"]).replace(tzinfo=UTC)
+    if os.environ.get("APERIODIC_TEST_NOW")
+    else None
+)
 #: The sandbox clock in tests: files exist up to the day before.
-TODAY = date(2026, 11, 25)
+TODAY = TEST_NOW.date() if TEST_NOW else date(2026, 11, 25)
 KEY = "sandbox"
 BTC_1H = Instrument("binance-futures", "perpetual-BTC-USDT:USDT", "1h", "exchange")
 #: Retries that do not sleep for real: the fault matrix runs in seconds.

@@ -16,15 +16,20 @@ from aperiodic_assets import demo
 from aperiodic_assets.months import Month
 from aperiodic_assets.warehouse import Warehouse
 
-from .conftest import BTC_1H
+from .conftest import BTC_1H, TEST_NOW
 
 INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "dagster_home/dagster.yaml"
-INSTANTS = [
-    datetime(2027, 1, 1, 0, 20, tzinfo=UTC),
-    datetime(2026, 12, 31, 23, 40, tzinfo=UTC),
-    datetime(2028, 2, 29, 12, 0, tzinfo=UTC),
-    datetime(2027, 3, 1, 0, 5, tzinfo=UTC),
-]
+#: In `make test-dates`, the one instant the process clock is set to; else all four in-process.
+INSTANTS = (
+    [TEST_NOW]
+    if TEST_NOW
+    else [
+        datetime(2027, 1, 1, 0, 20, tzinfo=UTC),
+        datetime(2026, 12, 31, 23, 40, tzinfo=UTC),
+        datetime(2028, 2, 29, 12, 0, tzinfo=UTC),
+        datetime(2027, 3, 1, 0, 5, tzinfo=UTC),
+    ]
+)
 
 
 def status_line(output: str, month: Month) -> str:
