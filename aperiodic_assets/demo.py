@@ -21,7 +21,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -31,6 +31,8 @@ from .months import Month
 
 if TYPE_CHECKING:  # Dagster is imported when the demo runs: `make dev` imports this module too.
     import dagster as dg
+
+    from .universe import Instrument
 
     Run = Callable[..., dg.ExecuteInProcessResult]
 
@@ -59,14 +61,6 @@ def sandbox_process(extra_args: list[str]):
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def demo_months(today: date, n_months: int) -> list[Month]:
-    """The current month and the ``n_months - 1`` before it, oldest first."""
-    months = [Month.of(today)]
-    while len(months) < n_months:
-        months.insert(0, months[0].previous())
-    return months
 
 
 def _instant(text: str) -> datetime:
@@ -123,6 +117,7 @@ def _materialize(
 ) -> int:
     import dagster as dg
 
+    from .automation import watched_months
     from .definitions import defs, s3
     from .partitions import UNIVERSE, partition_key
     from .resources import AperiodicResource, WarehouseResource
@@ -142,11 +137,14 @@ def _materialize(
             "warehouse": WarehouseResource(url=warehouse_url, s3=s3),
         },
     )
+    unknown = set(instrument_keys or ()) - set(UNIVERSE.keys)
+    if unknown:
+        raise SystemExit(f"--instrument: not in the universe: {sorted(unknown)}")
     instruments = [
         i for i in UNIVERSE.instruments if instrument_keys is None or i.key in instrument_keys
     ]
     current = Month.of(now.date())
-    months = demo_months(now.date(), n_months)
+    months = watched_months(current, n_months - 1)
     job = demo_defs.resolve_job_def("l1_imbalance_job")
 
     def run(job_def: dg.JobDefinition, key: str, **kwargs) -> dg.ExecuteInProcessResult:
@@ -161,12 +159,16 @@ def _materialize(
     # Dagster's partition keys end with the current month of this clock, not of the system's.
     with dg.partition_loading_context(effective_dt=now):
         rows = [
-            _row(instrument.key, month, current, run(job, partition_key(instrument, month)))
+            _row(
+                instrument,
+                month,
+                current,
+                run(job, partition_key(instrument, month)),
+                warehouse_url,
+            )
             for instrument in instruments
             for month in months
         ]
-        for row in rows:  # paths inside the warehouse: the table stays readable
-            row["path"] = row.get("path", "").removeprefix(warehouse_url + "/")
         print(pd.DataFrame(rows).fillna("").to_string(index=False))
         landed = [r for r in rows if r["status"] == OK]
         failed = sum(r["status"] == FAILED for r in rows)
@@ -210,11 +212,16 @@ def _materialize_downstream(
 
 
 def _row(
-    instrument: str, month: Month, current: Month, result: dg.ExecuteInProcessResult
+    instrument: Instrument,
+    month: Month,
+    current: Month,
+    result: dg.ExecuteInProcessResult,
+    warehouse_url: str,
 ) -> dict[str, str]:
     from .assets.reporting import WARNINGS_TAG
 
-    row = {"instrument": instrument, "month": month.key, "status": OK if result.success else FAILED}
+    status = OK if result.success else FAILED
+    row = {"instrument": instrument.key, "month": month.key, "status": status}
     events = result.get_asset_materialization_events()
     if events:
         mat = events[0].step_materialization_data.materialization
@@ -223,7 +230,7 @@ def _row(
             rows=str(meta.get("rows", "")),
             bytes=str(meta.get("bytes", "")),
             data_version=str(mat.tags.get("dagster/data_version", ""))[:12],
-            path=str(meta.get("path", "")),
+            path=str(meta.get("path", "")).removeprefix(warehouse_url + "/"),
         )
         checks = result.get_asset_check_evaluations()
         if checks:
