@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 import pyarrow as pa
 
+from . import clock
 from .api import AperiodicClient, FileInfo, SourceFile, files_identity
 from .assemble import AssemblyError, Part, assemble
 from .months import Month
@@ -108,7 +109,7 @@ def run_partition(
     if not sources:
         return PartitionOutcome(instrument, month, sources)
     window = expected_window(
-        month, [s.info for s in sources], today or datetime.now(UTC).date(), instrument.listed
+        month, [s.info for s in sources], today or clock.today(), instrument.listed
     )
     try:
         files = [normalize(s.table, instrument, s.info.label) for s in sources]

@@ -27,13 +27,14 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
+from . import clock
 from .demo import SANDBOX_KEY, sandbox_process
 from .months import Month
 from .sandbox import RemoteSandbox
@@ -94,7 +95,7 @@ class DemoInstance:
     def newest_key(self) -> str:
         """The partition the partitions view opens on: the first instrument's newest month with
         data, the one holding yesterday (on the 1st, the current month has no file yet)."""
-        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        yesterday = clock.today() - timedelta(days=1)
         return f"{self.instruments[0].key}|{Month.of(yesterday).key}"
 
 
@@ -112,7 +113,7 @@ class UiText:
 
 def first_demo_month(n_months: int) -> Month:
     """The first of the demo's months: it materializes the current one and those before it."""
-    month = Month.of(datetime.now(UTC).date())
+    month = Month.of(clock.today())
     for _ in range(n_months - 1):
         month = month.previous()
     return month

@@ -28,6 +28,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from aperiodic_assets import watch
 from aperiodic_assets._dagster_internals import backfill_subset_keys
 from aperiodic_assets.assets.downstream import (
     DAILY_TABLE,
@@ -605,3 +606,47 @@ def test_a_rejected_month_is_requested_again_once_aperiodic_fixes_its_files(
     assert run_request(request, True, resources, instance).success
     assert_values(canonical(warehouse.uri(BTC_1H, AUGUST)), served(AUGUST))
     assert sensor.tick() == []
+
+
+def test_a_withdrawal_whose_file_was_already_moved_is_recorded(
+    sandbox, resources, instance, warehouse, monkeypatch
+):
+    """A withdrawal run that moved the file and died before its materialization was recorded
+    (or any run after a manual move): the next confirmed run must still record it."""
+    monkeypatch.setattr(watch, "REQUEST_EXPIRY_S", 0.0)
+    assert materialize_partition(resources, instance, BTC_1H, SEPTEMBER).success
+    sensor = Sensor(instance, resources, SEPTEMBER)
+    assert sensor.tick() == []
+    moved = warehouse.withdraw(BTC_1H, SEPTEMBER)  # the run that died after the move
+    sandbox.inject("withdraw", -1, month=SEPTEMBER)
+    assert sensor.tick() == []
+    sensor.wait_an_interval()
+    (request,) = sensor.tick()
+    result = run_request(request, True, resources, instance)
+    assert result.success
+    events = result.get_asset_materialization_events()
+    assert len(events) == 1, "the confirmed withdrawal is not recorded"
+    mat = events[0].step_materialization_data.materialization
+    assert mat.metadata[WITHDRAWN].value is True and mat.metadata["withdrawn_to"].value == moved
+    assert sensor.tick() == [], "recorded as withdrawn: the sensor stops asking"
+
+
+def test_downstream_of_the_month_in_progress_follows_the_clock(
+    sandbox, resources, instance, warehouse
+):
+    """Days after the clock's yesterday are not days yet, whatever the machine's date."""
+    yesterday = TODAY - timedelta(days=1)
+    in_progress = Month.of(yesterday)
+    key = str(partition_key(BTC_1H, in_progress))
+    assert materialize_partition(resources, instance, BTC_1H, in_progress).success
+    daily = run_daily(key, resources, instance)
+    dg.materialize(
+        GRAPH,
+        selection=[l1_imbalance_monthly_summary],
+        partition_key=in_progress.key,
+        resources=resources,
+        instance=instance,
+    )
+    summary = pq.read_table(warehouse.uri(None, in_progress, SUMMARY_TABLE)).to_pylist()
+    assert daily.metadata["rows"].value == yesterday.day
+    assert summary[0]["completeness"] == 1.0

@@ -15,7 +15,7 @@ import base64
 import hashlib
 import io
 import warnings
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import pandas as pd
@@ -23,6 +23,7 @@ import pyarrow as pa
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
+from .. import clock
 from ..months import Month
 from ..partitions import l1_partitions, month_partitions, parse_partition_key
 from ..resources import WarehouseResource
@@ -186,7 +187,7 @@ def published_until(source: pd.DataFrame, month: Month, today: date | None = Non
     the end of the newest day any instrument has (the current month is published daily), so a
     month in progress is not called incomplete for days that do not exist yet."""
     source = naive_utc(source)
-    today = today or datetime.now(UTC).date()
+    today = today or clock.today()
     if month.end.date() <= today or source.empty:
         return month.end
     newest = source[TIME].max().floor("D").to_pydatetime() + timedelta(days=1)

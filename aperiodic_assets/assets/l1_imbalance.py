@@ -208,30 +208,38 @@ def l1_imbalance(
         client.close()
 
 
-def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str) -> Landed | None:
+def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str) -> Landed:
     """A confirmed withdrawal: the month's file moves to ``_withdrawn/`` and the partition says
-    so (0 rows, a new data version), so downstream assets follow; nothing is deleted."""
+    so (0 rows, a new data version), so downstream assets follow; nothing is deleted.
+
+    Idempotent: when the file is already gone (an earlier withdrawal run died before recording
+    it, or someone moved it), the partition is still recorded as withdrawn, pointing at the
+    newest withdrawn copy if there is one, so the sensor stops asking.
+    """
     instrument, month = parse_partition_key(key)
     moved_to = warehouse.withdraw(instrument, month)
-    if moved_to is None:
-        return None
+    earlier = warehouse.withdrawn(instrument, month) if moved_to is None else []
+    where = moved_to or (earlier[-1] if earlier else None)
     message = (
         f"{instrument.key} {month}: Aperiodic no longer lists any file for this month (confirmed"
-        f" by two listings at least one sensor interval apart); the warehouse file was moved to"
-        f" {moved_to}."
+        " by two listings at least one sensor interval apart); "
+        + (
+            f"the warehouse file was moved to {moved_to}."
+            if moved_to
+            else f"the warehouse holds no file for it (withdrawn copy: {where or 'none'})."
+        )
     )
     context.log.warning(message)
+    metadata = {
+        "warnings": dg.MetadataValue.text(f"withdrawn: {message}"),
+        "rows": dg.MetadataValue.int(0),
+        WITHDRAWN: dg.MetadataValue.bool(True),
+        SOURCE_STAMPS: dg.MetadataValue.json({}),
+    }
+    if where is not None:
+        metadata["withdrawn_to"] = dg.MetadataValue.path(where)
     return Landed(
-        sha256="withdrawn",
-        metadata={
-            "warnings": dg.MetadataValue.text(f"withdrawn: {message}"),
-            "rows": dg.MetadataValue.int(0),
-            WITHDRAWN: dg.MetadataValue.bool(True),
-            "withdrawn_to": dg.MetadataValue.path(moved_to),
-            SOURCE_STAMPS: dg.MetadataValue.json({}),
-        },
-        tags={WARNINGS_TAG: "withdrawn"},
-        checks=[],
+        sha256="withdrawn", metadata=metadata, tags={WARNINGS_TAG: "withdrawn"}, checks=[]
     )
 
 
