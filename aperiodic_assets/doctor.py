@@ -206,18 +206,15 @@ def _newest(client: AperiodicClient, instrument: Instrument, today: date) -> Fin
         file = normalize(source.table, instrument, info.label)
     except NormalizationError as exc:
         return Finding("newest file", subject, FAIL, f"{kind}: rejected: {exc}")
-    if day is None:
-        window = expected_window(month, [info], today, instrument.listed)
-    else:  # the file's own day, from the listing day on
-        day_start = _midnight(month.first_day.replace(day=day))
-        day_end = day_start + timedelta(days=1)
-        listed = day_start if instrument.listed is None else _midnight(instrument.listed)
-        window = (min(max(day_start, listed), day_end), day_end)
+    start, end = expected_window(month, [info], today, instrument.listed)
+    if day is not None:  # a daily file covers its own day (from the listing day on)
+        end = datetime(month.year, month.month, day) + timedelta(days=1)
+        start = min(max(start, end - timedelta(days=1)), end)
     report = validate(
         file.table,
         instrument,
         month,
-        window=window,
+        window=(start, end),
         precision=file.changes.precision,
         dropped=file.changes.extra_columns,
     )
@@ -353,10 +350,6 @@ def _pool(config: Mapping[str, Any]) -> Finding:
     return Finding(
         "pool", API_POOL, OK, f"at most {limit} steps at once (default_limit; {override})"
     )
-
-
-def _midnight(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day)
 
 
 def _one_line(error: object) -> str:
