@@ -263,7 +263,11 @@ def evaluate(
         now,
         settings.interval_s,
     )
+    watch.saw_trouble(cursor, all_keys - listed_keys)
     plan = watch.plan(watched, cursor, now, settings.interval_s)
+    rechecked, _ = run_bounded(
+        plan.rechecks, lambda item: client.stamp(item[1]), settings.concurrency, deadline
+    )
     probed, probes_started = run_bounded(
         plan.probes, lambda pair: client.stamp(pair[1]), settings.concurrency, deadline
     )
@@ -274,7 +278,10 @@ def evaluate(
         f"probe {f.label} of {w.key}: {s}" for (w, f), s in probed if isinstance(s, Exception)
     ]
     changed, waiting = watch.republished(stamps, cursor, now)
-    requests = plan.requests + changed
+    recovered = watch.cleared(rechecked, cursor, now)
+    requests = plan.requests + changed + recovered
+    for r in recovered:
+        plan.waiting.pop(r.key, None)
     waiting = {**plan.waiting, **waiting}
     request_id = f"{now:.3f}"
     watch.settle(cursor, watched, requests + plan.withdrawals, all_keys, now, request_id)

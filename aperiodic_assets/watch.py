@@ -62,6 +62,11 @@ class Backoff:
     failures: int
     not_before: float
     reason: str
+    #: Not sooner than this, whatever else happens: the wait the API asked for (Retry-After).
+    retry_at: float = 0.0
+    #: The sensor itself has since seen the API fail for this partition (its listing or a
+    #: probe): once a probe succeeds again, the cause has cleared and the backoff ends early.
+    saw_trouble: bool = False
 
 
 @dataclass
@@ -179,6 +184,9 @@ class Plan:
     older_files: int
     #: Partitions that need work but wait (backoff or the API's Retry-After): key -> reason.
     waiting: dict[str, str] = field(default_factory=dict)
+    #: Of those, the ones to probe first: a probe that succeeds where the sensor saw the API
+    #: fail before ends their wait (see :func:`cleared`). Each with the request it would make.
+    rechecks: list[tuple[Watched, FileInfo, Request]] = field(default_factory=list)
     #: Partitions rejected by validation whose listed files are the rejected ones.
     rejected: int = 0
     #: Materialized partitions listed empty for the first time (not withdrawn yet).
@@ -234,7 +242,8 @@ def _next_backoff(
         failures,
         not_before,
         f"{cause} ({failures} in a row); {wait}next request not before"
-        f" {not_before - at:.0f}s after the failure",
+        f" {not_before - at:.0f}s after the failure, or once the API answers again",
+        retry_at=at + asked,
     )
 
 
@@ -270,11 +279,13 @@ def plan(
             if _in_flight(cursor, w.key, token):
                 out.in_flight += 1
                 continue
+            request = Request(w.key, token, _reason(w, labels))
             waits = _gate(cursor, w.key, now) if w.rejected is None else None
             if waits is not None:
                 out.waiting[w.key] = waits
+                out.rechecks.append((w, max(w.files, key=lambda f: f.sort_key), request))
                 continue
-            out.requests.append(Request(w.key, token, _reason(w, labels)))
+            out.requests.append(request)
             continue
         if w.rejected is not None:
             out.rejected += 1
@@ -347,6 +358,38 @@ def republished(
         labels = ", ".join(f.split("=")[0] for f in sorted(files))
         requests.append(Request(key, token, f"republished: {labels}"))
     return requests, waiting
+
+
+def cleared(
+    rechecked: Iterable[tuple[tuple[Watched, FileInfo, Request], FileStamp | Exception]],
+    cursor: WatchCursor,
+    now: float,
+) -> list[Request]:
+    """Partitions waiting after a failure whose cause has cleared: the sensor saw the API fail
+    for them since (a failed probe or listing, see :func:`saw_trouble`) and its probe of their
+    newest file succeeds now. They are requested at once (never before a Retry-After), so an
+    outage ends with the first tick after it; a partition that fails while the API answers the
+    sensor keeps its backoff."""
+    requests = []
+    for (w, _, request), result in rechecked:
+        backoff = cursor.backoff.get(w.key)
+        if backoff is None:
+            continue
+        if isinstance(result, Exception):
+            backoff.saw_trouble = True
+        elif backoff.saw_trouble and now >= backoff.retry_at:
+            requests.append(
+                Request(w.key, request.token, f"the API answers again; {request.reason}")
+            )
+    return requests
+
+
+def saw_trouble(cursor: WatchCursor, keys: Iterable[str]) -> None:
+    """The sensor could not list these partitions (the API failed): their failures are the
+    API's, so a later successful probe ends their backoff."""
+    for key in keys:
+        if key in cursor.backoff:
+            cursor.backoff[key].saw_trouble = True
 
 
 def settle(

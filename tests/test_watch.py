@@ -144,3 +144,45 @@ def test_the_cursor_round_trips():
     # A cursor written before requests had ids still loads.
     old = '{"next_instrument":1,"next_file":0,"requested":{"k":["files:x",1.0]}}'
     assert watch.WatchCursor.load(old).requested["k"] == watch.InFlight("files:x", 1.0, "")
+
+
+def test_an_outage_ends_the_backoff_on_the_first_tick_the_api_answers_again():
+    """Failures while the API is down are the API's: once the sensor's own probe of the
+    partition succeeds again, the partition is requested at once, whatever its backoff."""
+    cursor = watch.WatchCursor()
+    tick(cursor, [watch.Watched(KEY, files(1), None)], now=0.0)
+    for n in range(2):  # two runs in a row fail during the outage
+        failed = [watch.Watched(KEY, files(1), None, watch.Failed(at=10.0 + n, rejected=False))]
+        plan, _ = tick(cursor, failed, now=10.0 + n)
+    assert KEY in plan.waiting and cursor.backoff[KEY].failures == 2
+    (recheck,) = plan.rechecks
+    stamp = FileStamp("2026-11-01", "e", 1, "")
+    # The sensor's probe fails too: still the outage.
+    assert watch.cleared([(recheck, RuntimeError("HTTP 503"))], cursor, now=20.0) == []
+    # The next tick's probe succeeds: requested at once, hours before the backoff ends.
+    (request,) = watch.cleared([(recheck, stamp)], cursor, now=30.0)
+    assert request.key == KEY and request.reason.startswith("the API answers again")
+    assert cursor.backoff[KEY].not_before > 30.0 + HOUR / 2
+
+
+def test_a_partition_that_fails_while_the_api_answers_keeps_its_backoff():
+    cursor = watch.WatchCursor()
+    tick(cursor, [watch.Watched(KEY, files(1), None)], now=0.0)
+    for n in range(2):
+        failed = [watch.Watched(KEY, files(1), None, watch.Failed(at=10.0 + n, rejected=False))]
+        plan, _ = tick(cursor, failed, now=10.0 + n)
+    (recheck,) = plan.rechecks
+    stamp = FileStamp("2026-11-01", "e", 1, "")
+    assert watch.cleared([(recheck, stamp)], cursor, now=20.0) == []
+
+
+def test_never_sooner_than_the_api_asked_even_once_it_answers():
+    cursor = watch.WatchCursor()
+    tick(cursor, [watch.Watched(KEY, files(1), None)], now=0.0)
+    failed = watch.Failed(at=10.0, rejected=False, retry_after_s=600.0)
+    plan, _ = tick(cursor, [watch.Watched(KEY, files(1), None, failed)], now=10.0)
+    watch.saw_trouble(cursor, [KEY])  # a listing failed meanwhile
+    (recheck,) = plan.rechecks
+    stamp = FileStamp("2026-11-01", "e", 1, "")
+    assert watch.cleared([(recheck, stamp)], cursor, now=300.0) == []
+    assert len(watch.cleared([(recheck, stamp)], cursor, now=611.0)) == 1
