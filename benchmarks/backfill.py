@@ -85,7 +85,7 @@ INSTRUMENTS = [
 ]
 MONTHS = month_range(Month(2024, 11), Month(2026, 10))  # 24, the last completed on TODAY
 RSS_MONTHS = month_range(Month(2024, 5), Month(2024, 10))  # 6 others, for the 24-partition run
-#: Scale: monthly files only (daily files start on 2026-08-11), so one tiny download each.
+#: Scale: monthly files only (daily files start on 2026-08-01), so one tiny download each.
 SCALE_MONTHS = month_range(Month(2024, 1), Month(2025, 12))
 SCALE_EXCHANGES = ("binance-futures", "okx-perps")
 ASSET = ["aperiodic", "l1_imbalance"]

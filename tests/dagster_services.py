@@ -95,6 +95,15 @@ query BackfillRuns($id: String!) {
   }
 }
 """
+START_SENSOR = """
+mutation StartSensor($sensorSelector: SensorSelector!) {
+  startSensor(sensorSelector: $sensorSelector) {
+    __typename
+    ... on Sensor { name }
+    ... on PythonError { message }
+  }
+}
+"""
 LOCATIONS = """
 query Locations {
   workspaceOrError {
@@ -218,6 +227,17 @@ class DagsterServices:
         if payload.get("errors"):
             raise GraphQLError(json.dumps(payload["errors"])[:4000])
         return payload["data"]
+
+    def start_sensor(self, location: str, sensor: str) -> None:
+        """What the UI's sensor toggle sends (sensors ship stopped)."""
+        selector = {
+            "repositoryLocationName": location,
+            "repositoryName": "__repository__",
+            "sensorName": sensor,
+        }
+        result = self.graphql(START_SENSOR, {"sensorSelector": selector})["startSensor"]
+        if result["__typename"] != "Sensor":
+            raise GraphQLError(f"starting {sensor}: {result}")
 
     def launch_backfill(
         self, asset_key: Sequence[str], partition_names: Sequence[str], title: str | None = None

@@ -57,15 +57,6 @@ mutation LaunchRun($executionParams: ExecutionParams!) {
   }
 }
 """
-START_SENSOR = """
-mutation StartSensor($sensorSelector: SensorSelector!) {
-  startSensor(sensorSelector: $sensorSelector) {
-    __typename
-    ... on Sensor { name }
-    ... on PythonError { message }
-  }
-}
-"""
 
 
 def local_instance_config() -> dict[str, Any]:
@@ -285,17 +276,7 @@ def test_the_sensor_cursor_survives_a_daemon_restart(topology: Topology):
     services = topology.services
     last = Month.parse(month_partitions.get_last_partition_key())
     topology.sandbox.set_today(f"{last.next().key}-02")
-    result = services.graphql(
-        START_SENSOR,
-        {
-            "sensorSelector": {
-                "repositoryLocationName": LOCATION,
-                "repositoryName": "__repository__",
-                "sensorName": "new_month_sensor",
-            }
-        },
-    )["startSensor"]
-    assert result["__typename"] == "Sensor", result
+    services.start_sensor(LOCATION, "new_month_sensor")
     services.wait_for("a sensor tick with a cursor", lambda: sensor_state(topology)[0], 90)
 
     services.daemon.stop()

@@ -13,30 +13,22 @@ have waited longer than its cap and no tick longer than its budget.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
-from aperiodic_assets.assets.downstream import L1_IMBALANCE_DAILY
 from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, OUTCOME, RETRY_AFTER
-from aperiodic_assets.automation import watched_months
 from aperiodic_assets.months import Month
 from aperiodic_assets.partitions import month_partitions, partition_key
-from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.universe import Instrument
 
-from .conftest import KEY
-from .dagster_services import REPO_ROOT, DagsterServices, dagster_services
+from .week import Week, running_week
 
-LOCATION = "unattended"
 BTC = Instrument("binance-futures", "perpetual-BTC-USDT:USDT", "4h", "exchange")
 ETH = Instrument("okx-perps", "perpetual-ETH-USDT:USDT", "4h", "exchange")
 INSTRUMENTS = (BTC, ETH)
@@ -48,163 +40,17 @@ RUN_WAIT_MAX_S = 2.0
 ENDING = Month.parse(month_partitions.get_last_partition_key()).previous()
 FIRST_DAY = ENDING.last_day - timedelta(days=3)
 DAYS = [FIRST_DAY + timedelta(days=n) for n in range(8)]
-#: Patches the daemon's fixed 30 s loop interval (backfills, declarative automation) before it
-#: starts, then runs the ordinary `dagster-daemon` command line.
-FAST_DAEMON = (
-    "import sys, dagster._daemon.controller as c; c.DEFAULT_DAEMON_INTERVAL_SECONDS = 2;"
-    " from dagster._daemon.cli import main; sys.argv[0] = 'dagster-daemon'; sys.exit(main())"
-)
-START_SENSOR = """
-mutation StartSensor($sensorSelector: SensorSelector!) {
-  startSensor(sensorSelector: $sensorSelector) {
-    __typename
-    ... on Sensor { name }
-    ... on PythonError { message }
-  }
-}
-"""
-
-
-@dataclass
-class Week:
-    services: DagsterServices
-    sandbox: Sandbox
-    clock_file: Path
-    instance: dg.DagsterInstance
-    landed_per_day: dict[date, int] = field(default_factory=dict)
-    faults: dict[date, str] = field(default_factory=dict)
-
-    def set_day(self, day: date) -> None:
-        """Both clocks to 02:00 UTC of ``day``: files exist up to the day before."""
-        self.sandbox.set_today(day)
-        self.clock_file.write_text(datetime(day.year, day.month, day.day, 2).isoformat())
-
-    def wait(self, what: str, probe: Callable[[], object], timeout: float = 150.0) -> None:
-        self.services.wait_for(what, probe, timeout, poll_s=1.0)
-
-    def materializations(self, asset: dg.AssetKey) -> list[dg.EventLogRecord]:
-        return list(
-            self.instance.fetch_materializations(
-                dg.AssetRecordsFilter(asset_key=asset), 10_000
-            ).records
-        )
-
-    def latest(self, asset: dg.AssetKey, key: str) -> dg.EventLogRecord | None:
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset, asset_partitions=[key]), limit=1
-        ).records
-        return records[0] if records else None
-
-    def expected(self, day: date) -> dict[str, date]:
-        """Every watched partition with published files, and the last day it must hold."""
-        yesterday = day - timedelta(days=1)
-        return {
-            str(partition_key(i, m)): min(m.last_day, yesterday)
-            for i in INSTRUMENTS
-            for m in watched_months(Month.of(day), 2)
-            if m.first_day <= yesterday
-        }
-
-    def up_to_date(self, day: date) -> bool:
-        """The warehouse holds every watched partition through yesterday, and downstream
-        followed each partition's latest materialization."""
-        for key, through in self.expected(day).items():
-            upstream = self.latest(L1_IMBALANCE, key)
-            if upstream is None:
-                return False
-            if upstream.asset_materialization.metadata["through"].value != through.isoformat():
-                return False
-            downstream = self.latest(L1_IMBALANCE_DAILY, key)
-            if downstream is None or downstream.timestamp < upstream.timestamp:
-                return False
-        return True
-
-    def observations(self) -> list[dg.AssetObservation]:
-        records = self.instance.fetch_observations(L1_IMBALANCE, limit=1000).records
-        return [r.asset_observation for r in records if r.asset_observation is not None]
-
-    def rejected(self, key: str) -> bool:
-        """The partition's latest word is a rejection (no materialization after it)."""
-        rejections = [
-            o
-            for o in self.instance.fetch_observations(
-                dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, asset_partitions=[key]), limit=1
-            ).records
-            if o.asset_observation.metadata[OUTCOME].value == "rejected"
-        ]
-        latest = self.latest(L1_IMBALANCE, key)
-        return bool(rejections) and (latest is None or latest.timestamp < rejections[0].timestamp)
-
-    def sensor_ticks(self) -> list:
-        states = [s for s in self.instance.all_instigator_state() if s.name == "new_month_sensor"]
-        (state,) = states
-        return list(self.instance.get_ticks(state.instigator_origin_id, state.selector_id))
 
 
 @pytest.fixture
-def week(tmp_path: Path, monkeypatch) -> Iterator[Week]:
-    home = tmp_path / "dagster_home"
-    clock_file = tmp_path / "clock"
-    universe = tmp_path / "universe.yaml"
-    universe.write_text(
-        yaml.safe_dump(
-            {
-                "start_month": "2024-01",
-                "instruments": [
-                    {"exchange": i.exchange, "symbol": i.symbol, "interval": i.interval}
-                    for i in INSTRUMENTS
-                ],
-            }
-        )
-    )
-    with Sandbox(SandboxConfig(api_key=KEY, today=DAYS[0])) as sandbox:
-        env = {
-            "APERIODIC_API_URL": sandbox.base_url,
-            "APERIODIC_API_KEY": KEY,
-            "WAREHOUSE_URL": str(tmp_path / "warehouse"),
-            "APERIODIC_UNIVERSE": str(universe),
-            "APERIODIC_NOW": f"@{clock_file}",
-            "APERIODIC_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
-            "APERIODIC_SENSOR_BUDGET_S": str(BUDGET_S),
-            "APERIODIC_RUN_WAIT_MAX_S": str(RUN_WAIT_MAX_S),
-        }
-        workspace = {
-            "load_from": [
-                {
-                    "python_module": {
-                        "module_name": "tests.unattended_location",
-                        "location_name": LOCATION,
-                        "working_directory": str(REPO_ROOT),
-                    }
-                }
-            ]
-        }
-        monkeypatch.setenv("DAGSTER_HOME", str(home.resolve()))
-        home.mkdir()
-        clock_file.write_text(datetime(*DAYS[0].timetuple()[:3], 2).isoformat())
-        with dagster_services(home, workspace=workspace, env=env, start_daemon=False) as services:
-            services.daemon_argv = [
-                sys.executable,
-                "-c",
-                FAST_DAEMON,
-                *services.daemon_argv[1:],
-            ]
-            services.start_daemon()
-            started = services.graphql(
-                START_SENSOR,
-                {
-                    "sensorSelector": {
-                        "repositoryLocationName": LOCATION,
-                        "repositoryName": "__repository__",
-                        "sensorName": "new_month_sensor",
-                    }
-                },
-            )["startSensor"]
-            assert started["__typename"] == "Sensor", started
-            with dg.DagsterInstance.get() as instance:
-                week = Week(services, sandbox, clock_file, instance)
-                week.set_day(DAYS[0])
-                yield week
+def week(tmp_path: Path) -> Iterator[Week]:
+    env = {
+        "APERIODIC_SENSOR_INTERVAL_S": str(SENSOR_INTERVAL_S),
+        "APERIODIC_SENSOR_BUDGET_S": str(BUDGET_S),
+        "APERIODIC_RUN_WAIT_MAX_S": str(RUN_WAIT_MAX_S),
+    }
+    with running_week(tmp_path, DAYS[0], INSTRUMENTS, env) as week:
+        yield week
 
 
 def test_an_unattended_week_heals_itself(week: Week):
@@ -260,13 +106,11 @@ def test_an_unattended_week_heals_itself(week: Week):
     requests_per_partition = _requested_partitions(week.instance)
     again = {k: n for k, n in requests_per_partition.items() if n > 1}
 
-    print(
-        f"\nunattended week: {len(DAYS)} days {DAYS[0]}..{DAYS[-1]} in {time.monotonic() - started:.0f}s"
-    )
+    elapsed = time.monotonic() - started
+    print(f"\nunattended week: {len(DAYS)} days {DAYS[0]}..{DAYS[-1]} in {elapsed:.0f}s")
     for day in DAYS:
-        print(
-            f"  {day}: {week.landed_per_day[day]} partitions landed; fault: {week.faults.get(day, '-')}"
-        )
+        fault = week.faults.get(day, "-")
+        print(f"  {day}: {week.landed_per_day[day]} partitions landed; fault: {fault}")
     print(
         f"  failed attempts {len(failed)} (with Retry-After:"
         f" {sorted({o.metadata[RETRY_AFTER].value for o in failed if RETRY_AFTER in o.metadata})}),"
