@@ -34,7 +34,7 @@ test: $(STAMP) system-deps
 ## (APERIODIC_TEST_NOW) at the instants that break date arithmetic: a year's first minutes, a
 ## month's last minutes, a leap day, a month's first minutes after a short February
 DATE_INSTANTS := 2027-01-01T00:20:00 2026-12-31T23:40:00 2028-02-29T12:00:00 2027-03-01T00:05:00
-DATE_TESTS := tests/test_automation.py tests/test_demo.py tests/test_universe.py
+DATE_TESTS := tests/test_automation.py tests/test_demo.py tests/test_doctor.py tests/test_universe.py
 # libfaketime 0.9.10 never wakes a timed wait (threading.Event.wait(timeout)) on its faked
 # monotonic clock, so the sandbox's stalled listing never ends here; `make test` runs this test.
 DATE_DESELECT := --deselect tests/test_automation.py::test_a_tick_stays_within_its_budget_and_continues_where_it_stopped

@@ -128,7 +128,8 @@ def test_an_interval_outside_the_plan_fails_its_plan_line(environ, sandbox):
 
 
 def test_a_newest_file_that_fails_validation_says_what_would_be_rejected(environ, sandbox):
-    sandbox.corrupt("broken_identity", "okx-perps", "perpetual-BTC-USDT:USDT", Month.of(TODAY))
+    newest = Month.of(TODAY - timedelta(days=1))  # on the 1st, last month's last day
+    sandbox.corrupt("broken_identity", "okx-perps", "perpetual-BTC-USDT:USDT", newest)
     (bad,) = failures(run(environ))
     assert (bad.check, bad.subject) == (
         "newest file",
