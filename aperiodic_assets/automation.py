@@ -77,7 +77,7 @@ class SensorSettings:
             lookback_months=env_int(
                 "APERIODIC_SENSOR_LOOKBACK_MONTHS", cls.lookback_months, minimum=0
             ),
-            budget_s=env_float("APERIODIC_SENSOR_BUDGET_S", cls.budget_s),
+            budget_s=env_float("APERIODIC_SENSOR_BUDGET_S", cls.budget_s, minimum=1.0),
             concurrency=env_int("APERIODIC_SENSOR_CONCURRENCY", cls.concurrency, minimum=1),
         )
 

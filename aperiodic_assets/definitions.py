@@ -17,6 +17,11 @@ from .assets.l1_imbalance import l1_imbalance
 from .automation import monthly_schedule, new_month_sensor
 from .partitions import l1_partitions
 from .resources import AperiodicResource, WarehouseResource
+from .settings import check_warehouse_url
+
+# A mistyped WAREHOUSE_URL (s3:/bucket, S3://...) stops the code location here, not later as a
+# local folder named "s3:".
+check_warehouse_url(os.environ.get("WAREHOUSE_URL") or "warehouse")
 
 
 def _env_or(name: str, default: str) -> str | dg.EnvVar:

@@ -116,7 +116,7 @@ def _api_checks(
     listed: dict[str, list[str] | AperiodicError] = {}
     for exchange in dict.fromkeys(i.exchange for i in instruments):
         try:
-            listed[exchange] = list_symbols(client, exchange)
+            listed[exchange] = client.list_symbols(exchange)
         except AperiodicError as exc:
             listed[exchange] = exc
     first = next(iter(listed.values()))
@@ -145,30 +145,6 @@ def _api_checks(
 
 def _names(symbols: list[str] | AperiodicError) -> list[str]:
     return symbols if isinstance(symbols, list) else []
-
-
-def list_symbols(client: AperiodicClient, exchange: str) -> list[str]:
-    """The symbols listed on ``exchange`` (``GET /metadata/symbols?exchange=``).
-
-    Uses the client's request, status and retry handling; it belongs in AperiodicClient as
-    ``list_symbols``.
-    """
-    where = f"list symbols of {exchange}"
-
-    def attempt() -> list[str]:
-        response = client._get(
-            f"{client.api_url}/metadata/symbols",
-            params={"exchange": exchange},
-            headers={"X-API-KEY": client._api_key},
-        )
-        with response:
-            client._raise_for_status(response, where, f"the symbols of {exchange}")
-            try:
-                return [str(s) for s in response.json()["symbols"]]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise AperiodicError(f"{where}: an unreadable symbol list ({exc})") from None
-
-    return client._retries.run(where, attempt, client._deadline)
 
 
 def _symbols(

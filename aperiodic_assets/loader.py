@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 import pandas as pd
 
 from .months import Month, month_range
+from .settings import check_warehouse_url
 from .universe import Instrument
 from .warehouse import Warehouse
 
@@ -47,6 +48,6 @@ def load_l1_imbalance(
     last = last if isinstance(last, Month) else Month.parse(last)
     if last < first:
         raise ValueError(f"end_month {last} is before start_month {first}")
-    url = warehouse_url or os.environ.get("WAREHOUSE_URL") or "warehouse"
+    url = warehouse_url or check_warehouse_url(os.environ.get("WAREHOUSE_URL") or "warehouse")
     warehouse = Warehouse(url, storage_options=storage_options)
     return warehouse.read(selected, month_range(first, last), columns).to_pandas()

@@ -6,15 +6,13 @@ daily files published so far, so the warehouse is fresh to yesterday.
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from .months import Month
-from .universe import DEFAULT_UNIVERSE, Instrument, load_universe
+from .universe import Instrument, load_configured_universe
 
 #: APERIODIC_UNIVERSE: another instruments file (default: the packaged universe.yaml).
-UNIVERSE = load_universe(os.environ.get("APERIODIC_UNIVERSE") or DEFAULT_UNIVERSE)
+UNIVERSE = load_configured_universe()
 _BY_KEY = {i.key: i for i in UNIVERSE.instruments}
 
 instrument_partitions = dg.StaticPartitionsDefinition(UNIVERSE.keys)

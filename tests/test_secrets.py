@@ -1,14 +1,19 @@
 """The API key and presigned-URL signatures never reach Dagster's event log, compute logs or output.
 
-Runs the real job out of process (multiprocess executor, compute logs captured) on an on-disk
-instance, with the key set to a recognisable secret, under several faults and one failure, then
-searches every byte the instance wrote, plus everything printed and logged.
+Runs the real job out of process (the Dagster CLI, as a deployment's run worker would, compute
+logs captured) on an on-disk instance, with the key set to a recognisable secret, under several
+faults and one failure, then searches every byte the instance wrote, plus everything printed and
+logged.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -23,20 +28,19 @@ from .conftest import BTC_1H, TODAY
 SECRET = "sk-live-7f3a9c1e-SECRET-d4b2"
 SIGNATURE = "X-Amz-Signature="
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
 
 
-def l1_imbalance_job() -> dg.JobDefinition:
-    """Module-level, so that Dagster can reconstruct the job in step subprocesses."""
-    from aperiodic_assets.definitions import defs
-
-    return defs.resolve_job_def("l1_imbalance_job")
-
-
-def run_partition(instance: dg.DagsterInstance, month: Month) -> dg.ExecutionResult:
+def run_partition(month: Month) -> subprocess.CompletedProcess:
+    """One partition of ``l1_imbalance_job`` through the Dagster CLI, in its own process, so
+    the code location reads this test's environment (key, API URL, warehouse) as a deployment
+    does; its output reaches ``capfd``."""
     key = partition_key(BTC_1H, month)
     tags = {"dagster/partition": str(key)}
     tags.update({f"dagster/partition/{dim}": value for dim, value in key.keys_by_dimension.items()})
-    return dg.execute_job(dg.reconstructable(l1_imbalance_job), instance=instance, tags=tags)
+    command = [str(BIN / "dagster"), "job", "execute", "-m", "aperiodic_assets.definitions"]
+    command += ["-j", "l1_imbalance_job", "--tags", json.dumps(tags)]
+    return subprocess.run(command, cwd=ROOT, env=dict(os.environ), timeout=300)
 
 
 def files_containing(root: Path, needle: bytes) -> list[str]:
@@ -64,16 +68,19 @@ def test_secrets_never_reach_event_log_compute_logs_or_output(
         sandbox.inject("rate_limit", count=1, seconds=1)
         sandbox.inject("expire_urls", count=1)
         sandbox.inject("truncate", count=1)
+        ok = run_partition(Month(2026, 7))
+        sandbox.clear_faults()
+        sandbox.inject("foreign_host", count=-1)
+        refused = run_partition(Month(2026, 6))
+        faults_seen = {r.get("fault") for r in sandbox.requests()} - {None}
         with dg.DagsterInstance.get() as instance:
-            ok = run_partition(instance, Month(2026, 7))
-            sandbox.clear_faults()
-            sandbox.inject("foreign_host", count=-1)
-            refused = run_partition(instance, Month(2026, 6))
-            faults_seen = {r.get("fault") for r in sandbox.requests()} - {None}
-            run_configs = [str(r.run_config) for r in instance.get_runs()]
+            runs = instance.get_runs()
+            run_configs = [str(r.run_config) for r in runs]
+            statuses = sorted(r.status.value for r in runs)
 
-    assert ok.success, "the faults are all recoverable"
-    assert not refused.success, "a foreign download host fails the run"
+    assert ok.returncode == 0, "the faults are all recoverable"
+    assert refused.returncode != 0, "a foreign download host fails the run"
+    assert statuses == ["FAILURE", "SUCCESS"]
     assert {"status", "rate_limit", "expire_urls", "truncate"} <= faults_seen
     logs = list(home.rglob("*.err")) + list(home.rglob("*.out"))
     assert any(b"attempt 1 of" in p.read_bytes() for p in logs), "compute logs were captured"

@@ -3,8 +3,8 @@
 Same path as ``make screenshots`` (aperiodic_assets.screenshots) on two instruments of the same
 exchange and symbol, which differ only in their interval: the UI cuts keys in the middle, so the
 partitions view must still tell them apart; and the month the sandbox corrupts must show its
-failing check by name. Needs Chromium (.ci/run installs Debian's package): without it this test
-fails, it does not skip.
+failing check by name. Needs Chromium (`make test` installs Debian's package through
+tools/system-deps): without it this test fails, it does not skip.
 """
 
 from __future__ import annotations

@@ -165,6 +165,25 @@ class AperiodicClient:
 
         return self._retries.run(where, attempt, self._deadline)
 
+    def list_symbols(self, exchange: str) -> list[str]:
+        """Every symbol Aperiodic lists on ``exchange`` (``GET /metadata/symbols``)."""
+        where = f"list symbols of {exchange}"
+
+        def attempt() -> list[str]:
+            response = self._get(
+                f"{self.api_url}/metadata/symbols",
+                params={"exchange": exchange},
+                headers={"X-API-KEY": self._api_key},
+            )
+            with response:
+                self._raise_for_status(response, where, f"the symbols of {exchange}")
+                try:
+                    return [str(s) for s in response.json()["symbols"]]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise AperiodicError(f"{where}: an unreadable symbol list ({exc})") from None
+
+        return self._retries.run(where, attempt, self._deadline)
+
     def list_month(self, instrument: Instrument, month: Month) -> list[FileInfo]:
         """The files that make up ``month``: one monthly file, daily files, or both."""
         files = self.list_files(instrument, month.first_day, month.last_day)
