@@ -218,7 +218,7 @@ def _row(
     result: dg.ExecuteInProcessResult,
     warehouse_url: str,
 ) -> dict[str, str]:
-    from .assets.reporting import WARNINGS_TAG
+    from .assets.reporting import ROW_COUNT, WARNINGS_TAG
 
     status = OK if result.success else FAILED
     row = {"instrument": instrument.key, "month": month.key, "status": status}
@@ -227,7 +227,7 @@ def _row(
         mat = events[0].step_materialization_data.materialization
         meta = {k: v.value for k, v in mat.metadata.items()}
         row.update(
-            rows=str(meta.get("rows", "")),
+            rows=str(meta.get(ROW_COUNT, "")),
             bytes=str(meta.get("bytes", "")),
             data_version=str(mat.tags.get("dagster/data_version", ""))[:12],
             path=str(meta.get("path", "")).removeprefix(warehouse_url + "/"),

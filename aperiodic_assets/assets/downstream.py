@@ -31,7 +31,15 @@ from ..schema import INTERVALS, TIME
 from ..universe import Instrument
 from ..warehouse import Warehouse
 from .l1_imbalance import L1_IMBALANCE
-from .reporting import table
+from .reporting import (
+    COLUMN_SCHEMA,
+    KINDS,
+    OWNERS,
+    column_schema,
+    table,
+    table_metadata,
+    with_code_references,
+)
 
 L1_IMBALANCE_DAILY = dg.AssetKey(["aperiodic", "l1_imbalance_daily"])
 L1_IMBALANCE_MONTHLY_SUMMARY = dg.AssetKey(["aperiodic", "l1_imbalance_monthly_summary"])
@@ -43,6 +51,29 @@ SOURCE_COLUMNS = [TIME, "imbalance_ratio", "bid_percentage"]
 DAY_SECONDS = 86400
 #: The data version of a partition without data: the hash of no bytes.
 NO_DATA = hashlib.sha256(b"").hexdigest()
+#: What each table's files hold: the frames are written as exactly this, and the catalog shows it.
+DAILY_SCHEMA = pa.schema(
+    [
+        ("date", pa.date32()),
+        ("rows", pa.int64()),
+        ("imbalance_ratio_mean", pa.float64()),
+        ("imbalance_ratio_min", pa.float64()),
+        ("imbalance_ratio_max", pa.float64()),
+        ("bid_percentage_mean", pa.float64()),
+        ("completeness", pa.float64()),
+    ]
+)
+SUMMARY_SCHEMA = pa.schema(
+    [
+        *[(c, pa.string()) for c in INSTRUMENT_COLUMNS],
+        ("rows", pa.int64()),
+        ("imbalance_ratio_mean", pa.float64()),
+        ("bid_percentage_mean", pa.float64()),
+        ("completeness", pa.float64()),
+    ]
+)
+DAILY_COLUMNS = column_schema(DAILY_SCHEMA)
+SUMMARY_COLUMNS = column_schema(SUMMARY_SCHEMA)
 
 with warnings.catch_warnings():
     # A beta API; it is what maps one month to every instrument partition of that month.
@@ -77,11 +108,13 @@ FOLLOW_ANY_UPSTREAM = FOLLOW_UPSTREAM.replace(
     code_version="1",
     automation_condition=FOLLOW_UPSTREAM,
     group_name="aperiodic",
-    kinds={"parquet"},
+    kinds=KINDS,
+    owners=OWNERS,
+    metadata={COLUMN_SCHEMA: DAILY_COLUMNS},
     description="Daily statistics of l1_imbalance per instrument: mean/min/max imbalance_ratio,"
     " mean bid_percentage, rows and completeness.",
 )
-def l1_imbalance_daily(
+def _l1_imbalance_daily(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     instrument, month = parse_partition_key(context.partition_key)
@@ -95,9 +128,9 @@ def l1_imbalance_daily(
             else f"no upstream data: no l1_imbalance partition in {store.url}"
         )
         context.log.warning(f"{instrument.key} {month}: {upstream}; 0 rows.")
-        return _without_data(store, instrument, month, DAILY_TABLE, upstream)
+        return _without_data(store, instrument, month, DAILY_TABLE, DAILY_COLUMNS, upstream)
     daily = daily_stats(source, month).drop(columns=INSTRUMENT_COLUMNS)
-    written = store.write(instrument, month, _to_arrow(daily), table_name=DAILY_TABLE)
+    written = store.write(instrument, month, _to_arrow(daily, DAILY_SCHEMA), table_name=DAILY_TABLE)
     return dg.MaterializeResult(
         data_version=dg.DataVersion(written.sha256),
         metadata={
@@ -106,6 +139,7 @@ def l1_imbalance_daily(
             "path": dg.MetadataValue.path(written.path),
             "sha256": written.sha256,
             "preview": _table(daily.head(10)),
+            **table_metadata(DAILY_TABLE, written.path, written.rows, DAILY_COLUMNS),
         },
     )
 
@@ -117,11 +151,13 @@ def l1_imbalance_daily(
     code_version="1",
     automation_condition=FOLLOW_ANY_UPSTREAM,
     group_name="aperiodic",
-    kinds={"parquet"},
+    kinds=KINDS,
+    owners=OWNERS,
+    metadata={COLUMN_SCHEMA: SUMMARY_COLUMNS},
     description="All instruments of a month side by side (rows, mean imbalance_ratio, mean"
     " bid_percentage, completeness) and a chart of their daily mean imbalance_ratio.",
 )
-def l1_imbalance_monthly_summary(
+def _l1_imbalance_monthly_summary(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
     month = Month.parse(context.partition_key)
@@ -134,8 +170,8 @@ def l1_imbalance_monthly_summary(
     if source.empty:
         upstream = f"no instrument has an l1_imbalance partition for {month} in {store.url}"
         context.log.warning(f"{month}: {upstream} (withdrawn or never written); 0 instruments.")
-        return _without_data(store, None, month, SUMMARY_TABLE, upstream)
-    written = store.write(None, month, _to_arrow(summary), table_name=SUMMARY_TABLE)
+        return _without_data(store, None, month, SUMMARY_TABLE, SUMMARY_COLUMNS, upstream)
+    written = store.write(None, month, _to_arrow(summary, SUMMARY_SCHEMA), table_name=SUMMARY_TABLE)
     image = base64.b64encode(chart).decode()
     return dg.MaterializeResult(
         # Both files are the output: either changing is a new version.
@@ -152,12 +188,23 @@ def l1_imbalance_monthly_summary(
             "rows": dg.MetadataValue.int(int(summary["rows"].sum())),
             "path": dg.MetadataValue.path(written.path),
             "chart_path": dg.MetadataValue.path(chart_path),
+            # The table's rows are instruments: the row count is theirs, not the source rows'.
+            **table_metadata(SUMMARY_TABLE, written.path, written.rows, SUMMARY_COLUMNS),
         },
     )
 
 
+l1_imbalance_daily = with_code_references(_l1_imbalance_daily)
+l1_imbalance_monthly_summary = with_code_references(_l1_imbalance_monthly_summary)
+
+
 def _without_data(
-    store: Warehouse, instrument: Instrument | None, month: Month, table_name: str, upstream: str
+    store: Warehouse,
+    instrument: Instrument | None,
+    month: Month,
+    table_name: str,
+    columns: dg.TableSchema,
+    upstream: str,
 ) -> dg.MaterializeResult:
     """A partition whose upstream has no rows: 0 rows, and its own earlier file withdrawn (kept
     under ``_withdrawn``), so no reader of the table finds numbers of data that is gone."""
@@ -168,6 +215,8 @@ def _without_data(
             "upstream": dg.MetadataValue.text(upstream),
             "rows": dg.MetadataValue.int(0),
             **({"withdrawn_to": dg.MetadataValue.path(moved)} if moved else {}),
+            # The partition's address in the table, where no file is now.
+            **table_metadata(table_name, store.uri(instrument, month, table_name), 0, columns),
         },
     )
 
@@ -255,8 +304,9 @@ def daily_chart(daily: pd.DataFrame, month: Month) -> bytes:
     return sink.getvalue()
 
 
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
-    return pa.Table.from_pandas(frame, preserve_index=False)
+def _to_arrow(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """``frame`` as exactly ``schema``: what the catalog says the files hold is what they hold."""
+    return pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
 
 
 def _table(frame: pd.DataFrame) -> dg.MetadataValue:

@@ -31,10 +31,16 @@ from ..api import AperiodicError, TransientError
 from ..partitions import l1_partitions, parse_partition_key
 from ..pipeline import PartitionRejected, completed, run_partition
 from ..resources import AperiodicResource, WarehouseResource
+from ..schema import METRIC
 from ..settings import env_float
 from ..validation import CHECKS, ValidationConfig
 from ..warehouse import Warehouse
 from .reporting import (
+    BLOCKING_CHECKS,
+    COLUMN_SCHEMA,
+    KINDS,
+    L1_COLUMNS,
+    OWNERS,
     SOURCE_IDENTITY,
     SOURCE_STAMPS,
     WARNINGS_TAG,
@@ -44,6 +50,8 @@ from .reporting import (
     failed_checks,
     landed,
     table,
+    table_metadata,
+    with_code_references,
 )
 
 __all__ = [
@@ -100,6 +108,8 @@ with warnings.catch_warnings():
                 else " A failure is a warning: the month is written."
             ),
             partitions_def=l1_partitions,
+            # An error check's failure rejects the month: downstream assets must not run on it.
+            blocking=spec.name in BLOCKING_CHECKS,
         )
         for spec in CHECKS
     ]
@@ -147,7 +157,10 @@ class L1ImbalanceConfig(dg.Config):
             # A month Aperiodic has not published yet materializes nothing.
             skippable=True,
             group_name="aperiodic",
-            kinds={"parquet"},
+            kinds=KINDS,
+            owners=OWNERS,
+            # The catalog shows the columns before anything is materialized.
+            metadata={COLUMN_SCHEMA: L1_COLUMNS},
             code_version=CODE_VERSION,
             freshness_policy=FRESHNESS,
             description="Aperiodic l1_imbalance for one instrument and month, validated, as"
@@ -162,7 +175,7 @@ class L1ImbalanceConfig(dg.Config):
     backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=RETRY_POLICY,
 )
-def l1_imbalance(
+def _l1_imbalance(
     context: dg.AssetExecutionContext,
     config: L1ImbalanceConfig,
     aperiodic: AperiodicResource,
@@ -208,6 +221,9 @@ def l1_imbalance(
         client.close()
 
 
+l1_imbalance = with_code_references(_l1_imbalance)
+
+
 def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str) -> Landed:
     """A confirmed withdrawal: the month's file moves to ``_withdrawn/`` and the partition says
     so (0 rows, a new data version), so downstream assets follow; nothing is deleted.
@@ -235,9 +251,10 @@ def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str
         "rows": dg.MetadataValue.int(0),
         WITHDRAWN: dg.MetadataValue.bool(True),
         SOURCE_STAMPS: dg.MetadataValue.json({}),
+        **({"withdrawn_to": dg.MetadataValue.path(where)} if where is not None else {}),
+        # The partition's address in the table, where no file is now: 0 rows.
+        **table_metadata(METRIC, warehouse.uri(instrument, month), 0, L1_COLUMNS),
     }
-    if where is not None:
-        metadata["withdrawn_to"] = dg.MetadataValue.path(where)
     return Landed(
         sha256="withdrawn", metadata=metadata, tags={WARNINGS_TAG: "withdrawn"}, checks=[]
     )

@@ -1,23 +1,30 @@
-"""How a partition's outcome reads in Dagster: materialization metadata, tags and check results.
+"""How our assets read in Dagster: catalog attributes, materialization metadata, tags and checks.
 
 What a person looks at first comes first: the materialization's first metadata entry and a tag
 say whether the month landed with warnings; a rejected month still records each check's result
 (the failing ones Failed with counts and examples, the others Passed). Tables use Dagster's own
-table metadata, so the UI renders them natively.
+table metadata, so the UI renders them natively, and every materialization carries Dagster's
+own keys (``dagster/row_count``, ``dagster/uri``, ``dagster/table_name``,
+``dagster/column_schema``), which the catalog and other tools read without knowing this package.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import dagster as dg
+import pyarrow as pa
 
 from .._dagster_internals import AssetCheckEvaluationTargetMaterializationData
 from ..pipeline import PartitionOutcome
-from ..validation import CheckResult, ValidationReport
+from ..schema import AVG_COLUMNS, METRIC, POINT_COLUMNS, SCHEMA, TIME
+from ..validation import CHECKS, CheckResult, ValidationReport
 
 #: Metadata key of the source files' identity (one digest over every file).
 SOURCE_IDENTITY = "source_files_identity"
@@ -28,6 +35,89 @@ WARNINGS_TAG = "aperiodic/warnings"
 #: Metadata key of what it took to bring the source files into the canonical form, in words.
 NORMALIZED = "normalized"
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
+
+# Dagster's table and URI metadata keys (TableMetadataSet, UriMetadataSet; the sets themselves
+# are not exported by Dagster 1.13): the asset's overview shows the row count and the columns.
+ROW_COUNT = "dagster/row_count"
+URI = "dagster/uri"
+TABLE_NAME = "dagster/table_name"
+COLUMN_SCHEMA = "dagster/column_schema"
+
+#: The checks whose failure rejects a month (severity error). Blocking: a downstream asset in the
+#: same run does not run after one fails, and the UI says so.
+BLOCKING_CHECKS = frozenset(c.name for c in CHECKS if c.severity == "error")
+
+#: Who answers for the assets (the catalog's owners): comma-separated ``team:name`` or email
+#: addresses in APERIODIC_OWNERS; Dagster refuses anything else when the code location loads.
+OWNERS = [
+    owner.strip()
+    for owner in (os.environ.get("APERIODIC_OWNERS") or "team:data-platform").split(",")
+    if owner.strip()
+]
+
+
+def storage_kind(warehouse_url: str) -> str:
+    """The catalog's storage kind for a warehouse URL: ``s3`` or ``filesystem``."""
+    return "s3" if warehouse_url.startswith("s3://") else "filesystem"
+
+
+#: The catalog's kinds: Parquet files written by Python code, and where they are stored. The
+#: storage is the warehouse *resource*'s, known for sure only in a run (each materialization's
+#: ``dagster/uri`` names it); kinds are fixed when the definitions load, so they follow the
+#: WAREHOUSE_URL the code location starts with, as definitions.py's resource does.
+KINDS = {"parquet", "python", storage_kind(os.environ.get("WAREHOUSE_URL") or "warehouse")}
+
+
+def column_schema(
+    schema: pa.Schema, descriptions: Mapping[str, str] | None = None
+) -> dg.TableSchema:
+    """An Arrow schema as Dagster's column schema; types as Arrow names them (``double``,
+    ``timestamp[us]``), the names ``pyarrow.parquet.read_schema`` shows for the files."""
+    described = descriptions or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(f.name, str(f.type), description=described.get(f.name)) for f in schema
+        ]
+    )
+
+
+#: The columns of every l1_imbalance file in the warehouse.
+L1_COLUMNS = column_schema(
+    SCHEMA,
+    {
+        TIME: "interval start, UTC",
+        **{c: "last value in the interval" for c in POINT_COLUMNS},
+        **{c: "averaged over the interval" for c in AVG_COLUMNS},
+    },
+)
+
+
+def table_metadata(
+    table_name: str, location: str, rows: int, columns: dg.TableSchema
+) -> dict[str, dg.MetadataValue]:
+    """Dagster's table metadata of one written (or withdrawn: 0 rows) partition file."""
+    return {
+        ROW_COUNT: dg.MetadataValue.int(rows),
+        URI: dg.MetadataValue.text(uri(location)),
+        TABLE_NAME: dg.MetadataValue.text(table_name),
+        COLUMN_SCHEMA: dg.MetadataValue.table_schema(columns),
+    }
+
+
+def uri(location: str) -> str:
+    """A warehouse location as a URI: ``s3://`` and ``file://`` as they are, a local path as
+    ``file://`` (hive folders' ``=`` and ``:`` kept: both are legal in a URI path)."""
+    return location if "://" in location else "file://" + quote(location, safe="/:=")
+
+
+def with_code_references(assets_def: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """``assets_def`` with the file and line of its function on each asset (the catalog's code
+    link). Local paths: linking to a Git host needs a remote URL, and the repository has none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        (referenced,) = dg.with_source_code_references([assets_def])
+    assert isinstance(referenced, dg.AssetsDefinition)
+    return referenced
 
 
 @dataclass(frozen=True)
@@ -73,6 +163,7 @@ def landed(outcome: PartitionOutcome) -> Landed | None:
             SOURCE_IDENTITY: dg.MetadataValue.text(outcome.source_identity),
             SOURCE_STAMPS: dg.MetadataValue.json(outcome.source_stamps),
             "checks": dg.MetadataValue.text(report.summary()),
+            **table_metadata(METRIC, written.path, written.rows, L1_COLUMNS),
         },
         tags={WARNINGS_TAG: ",".join(c.name for c in report.warnings) or "none"},
         checks=check_results(report),
@@ -130,7 +221,7 @@ def check_evaluation(
         target_materialization_data=target,
         severity=check.severity,
         description=check.description,
-        blocking=False,
+        blocking=check.check_name in BLOCKING_CHECKS,
         partition=partition,
     )
 
