@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.assets.reporting import ROW_COUNT
 from aperiodic_assets.months import Month
 from aperiodic_assets.universe import Instrument
 from aperiodic_assets.warehouse import Warehouse
@@ -41,7 +42,7 @@ def test_one_partition_lands_in_the_warehouse_with_metadata(resources, instance,
     assert result.success
     mat = materialization(result)
     meta = {k: v.value for k, v in mat.metadata.items()}
-    assert meta["rows"] == 31 * 24
+    assert meta[ROW_COUNT] == 31 * 24
     assert meta["first_time"] == "2026-07-01 00:00:00"
     assert meta["last_time"] == "2026-07-31 23:00:00"
     assert meta["source_files"] == 1

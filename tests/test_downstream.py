@@ -38,6 +38,7 @@ from aperiodic_assets.assets.downstream import (
     monthly_summary,
 )
 from aperiodic_assets.assets.l1_imbalance import l1_imbalance
+from aperiodic_assets.assets.reporting import ROW_COUNT
 from aperiodic_assets.months import Month
 from aperiodic_assets.normalize import normalize
 from aperiodic_assets.partitions import partition_key
@@ -130,7 +131,7 @@ def test_daily_and_monthly_summary_agree_with_duckdb(resources, instance, wareho
 
     for instrument, mat in zip(instruments, daily, strict=True):
         assert mat.metadata["path"].value == warehouse.uri(instrument, JULY, DAILY_TABLE)
-        assert mat.metadata["rows"].value == 31
+        assert mat.metadata[ROW_COUNT].value == 31
         preview = mat.metadata["preview"].value
         assert "imbalance_ratio_mean" in [c.name for c in preview.schema.columns]
         assert len(preview.records) == 10
@@ -295,11 +296,11 @@ def test_a_withdrawn_upstream_partition_gives_0_daily_rows_and_leaves_the_summar
         warehouse.write(instrument, JULY, month_table(instrument, JULY))
     btc = partition_key(BTC_1H, JULY)
     before = run(l1_imbalance_daily, btc, resources, instance)
-    assert before.metadata["rows"].value == 31
+    assert before.metadata[ROW_COUNT].value == 31
     moved = warehouse.withdraw(BTC_1H, JULY)
 
     daily = run(l1_imbalance_daily, btc, resources, instance)
-    assert daily.metadata["rows"].value == 0
+    assert daily.metadata[ROW_COUNT].value == 0
     assert daily.metadata["upstream"].value == (
         f"withdrawn: the l1_imbalance partition was moved to {moved}"
     )
@@ -316,7 +317,7 @@ def test_a_withdrawn_upstream_partition_gives_0_daily_rows_and_leaves_the_summar
 
     warehouse.withdraw(ETH_1H, JULY)
     empty = run(l1_imbalance_monthly_summary, JULY.key, resources, instance)
-    assert empty.metadata["rows"].value == 0
+    assert empty.metadata[ROW_COUNT].value == 0
     assert "no instrument has an l1_imbalance partition" in empty.metadata["upstream"].value
     assert not warehouse.exists(None, JULY, SUMMARY_TABLE)
     assert warehouse.read_bytes(None, JULY, SUMMARY_TABLE, CHART_FILE).startswith(PNG_SIGNATURE)
@@ -324,7 +325,7 @@ def test_a_withdrawn_upstream_partition_gives_0_daily_rows_and_leaves_the_summar
 
 def test_a_partition_never_written_gives_0_daily_rows_and_says_so(resources, instance, warehouse):
     daily = run(l1_imbalance_daily, partition_key(BTC_1H, JULY), resources, instance)
-    assert daily.metadata["rows"].value == 0
+    assert daily.metadata[ROW_COUNT].value == 0
     assert daily.metadata["upstream"].value.startswith("no upstream data")
     assert "withdrawn_to" not in daily.metadata
 

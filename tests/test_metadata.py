@@ -1,0 +1,319 @@
+"""Our assets in Dagster's own vocabulary: every materialization describes the file it wrote with
+``dagster/row_count``, ``dagster/uri``, ``dagster/table_name`` and ``dagster/column_schema``;
+the specs carry owners, kinds, code references and the column schema; the checks that reject a
+month are blocking, so nothing downstream runs on a rejected month."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from aperiodic_assets.assets.downstream import (
+    DAILY_COLUMNS,
+    DAILY_TABLE,
+    SUMMARY_COLUMNS,
+    SUMMARY_TABLE,
+    l1_imbalance_daily,
+    l1_imbalance_monthly_summary,
+)
+from aperiodic_assets.assets.l1_imbalance import (
+    L1_IMBALANCE,
+    WITHDRAW_CONFIRMED,
+    WITHDRAW_TAG,
+    l1_imbalance,
+)
+from aperiodic_assets.assets.reporting import (
+    COLUMN_SCHEMA,
+    KINDS,
+    L1_COLUMNS,
+    OWNERS,
+    ROW_COUNT,
+    TABLE_NAME,
+    URI,
+)
+from aperiodic_assets.months import Month
+from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.resources import AperiodicResource, RetrySettings, WarehouseResource
+from aperiodic_assets.schema import METRIC_COLUMNS
+from aperiodic_assets.universe import Instrument
+from aperiodic_assets.validation import CHECKS
+from aperiodic_assets.warehouse import Warehouse
+
+from .conftest import BTC_1H, FAST_RETRY, KEY, materialize_partition
+from .test_retry_after import ranged
+
+ROOT = Path(__file__).resolve().parents[1]
+ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
+MAY, JUNE, JULY = Month(2026, 5), Month(2026, 6), Month(2026, 7)
+GRAPH = [l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary]
+DAGSTER_KEYS = (ROW_COUNT, URI, TABLE_NAME, COLUMN_SCHEMA)
+#: The warehouse's l1_imbalance columns, as pyarrow.parquet.read_schema names their types.
+L1_TYPES = [("time", "timestamp[us]"), *[(c, "double") for c in METRIC_COLUMNS]]
+ERROR_CHECKS = {c.name for c in CHECKS if c.severity == "error"}
+
+
+def latest(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
+) -> dg.AssetMaterialization:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    (record,) = records
+    assert record.asset_materialization is not None
+    return record.asset_materialization
+
+
+def columns(schema: dg.TableSchema) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in schema.columns]
+
+
+def dagster_keys(mat: dg.AssetMaterialization) -> dict[str, object]:
+    return {k: mat.metadata[k].value for k in DAGSTER_KEYS}
+
+
+def assert_describes_its_file(mat: dg.AssetMaterialization, table_name: str) -> pa.Table:
+    """The dagster/* metadata names a file that holds exactly the rows and columns it says."""
+    with fsspec.open(mat.metadata[URI].value, "rb") as f:
+        table = pq.read_table(f)
+    assert mat.metadata[TABLE_NAME].value == table_name
+    assert mat.metadata[ROW_COUNT].value == table.num_rows > 0
+    assert columns(mat.metadata[COLUMN_SCHEMA].value) == [
+        (field.name, str(field.type)) for field in table.schema
+    ]
+    return table
+
+
+def test_a_single_partition_run_describes_its_file(resources, instance, warehouse):
+    assert materialize_partition(resources, instance, BTC_1H, JULY).success
+    event = instance.get_latest_materialization_event(L1_IMBALANCE)
+    assert event is not None and event.asset_materialization is not None
+    mat = event.asset_materialization
+    location = warehouse.uri(BTC_1H, JULY)
+    assert mat.metadata[URI].value == f"file://{location}"
+    assert mat.metadata[ROW_COUNT].value == 31 * 24
+    assert mat.metadata[TABLE_NAME].value == "l1_imbalance"
+    assert columns(mat.metadata[COLUMN_SCHEMA].value) == L1_TYPES
+    assert mat.metadata[COLUMN_SCHEMA].value == L1_COLUMNS, "with the columns' descriptions"
+    assert assert_describes_its_file(mat, "l1_imbalance").equals(pq.read_table(location))
+
+
+def test_a_ranged_run_describes_each_file_as_a_single_partition_run_does(
+    resources, instance, warehouse
+):
+    keys = [str(partition_key(BTC_1H, m)) for m in (MAY, JUNE, JULY)]
+    assert ranged(resources, instance, keys).success
+    rows = {}
+    for key, month in zip(keys, (MAY, JUNE, JULY), strict=True):
+        mat = latest(instance, L1_IMBALANCE, key)
+        assert mat.metadata[URI].value == f"file://{warehouse.uri(BTC_1H, month)}"
+        rows[month] = assert_describes_its_file(mat, "l1_imbalance").num_rows
+    assert rows == {MAY: 31 * 24, JUNE: 30 * 24, JULY: 31 * 24}
+
+    in_range = dagster_keys(latest(instance, L1_IMBALANCE, keys[-1]))
+    assert materialize_partition(resources, instance, BTC_1H, JULY).success
+    assert dagster_keys(latest(instance, L1_IMBALANCE, keys[-1])) == in_range
+
+
+def test_the_uri_of_a_bucket_is_its_s3_url(warehouse_url, sandbox, instance):
+    resources = {
+        "aperiodic": AperiodicResource(
+            api_url=sandbox.base_url, api_key=KEY, retry=RetrySettings(**asdict(FAST_RETRY))
+        ),
+        "warehouse": WarehouseResource(url=warehouse_url),
+    }
+    assert materialize_partition(resources, instance, BTC_1H, JULY).success
+    mat = latest(instance, L1_IMBALANCE, str(partition_key(BTC_1H, JULY)))
+    location = Warehouse(warehouse_url).uri(BTC_1H, JULY)
+    expected = location if warehouse_url.startswith("s3://") else f"file://{location}"
+    assert mat.metadata[URI].value == expected
+    assert_describes_its_file(mat, "l1_imbalance")
+
+
+def test_a_withdrawn_month_has_0_rows_at_its_address_in_the_table(
+    sandbox, resources, instance, warehouse
+):
+    key = str(partition_key(BTC_1H, JULY))
+    assert materialize_partition(resources, instance, BTC_1H, JULY).success
+    sandbox.inject("withdraw", -1, month=JULY)
+    withdrawal = dg.materialize(
+        [l1_imbalance],
+        partition_key=key,
+        tags={WITHDRAW_TAG: WITHDRAW_CONFIRMED},
+        resources=resources,
+        instance=instance,
+    )
+    assert withdrawal.success
+    mat = latest(instance, L1_IMBALANCE, key)
+    assert dagster_keys(mat) == {
+        ROW_COUNT: 0,
+        URI: f"file://{warehouse.uri(BTC_1H, JULY)}",
+        TABLE_NAME: "l1_imbalance",
+        COLUMN_SCHEMA: L1_COLUMNS,
+    }
+    assert not warehouse.exists(BTC_1H, JULY)
+
+
+def run(
+    asset: dg.AssetsDefinition, partition: str, resources: dict, instance: dg.DagsterInstance
+) -> dg.AssetMaterialization:
+    result = dg.materialize(
+        GRAPH, selection=[asset], partition_key=partition, resources=resources, instance=instance
+    )
+    (event,) = result.get_asset_materialization_events()
+    return event.step_materialization_data.materialization
+
+
+def test_downstream_materializations_describe_their_own_tables(resources, instance, warehouse):
+    for instrument in (BTC_1H, ETH_1H):
+        run(l1_imbalance, partition_key(instrument, JULY), resources, instance)
+    daily = run(l1_imbalance_daily, partition_key(BTC_1H, JULY), resources, instance)
+    summary = run(l1_imbalance_monthly_summary, JULY.key, resources, instance)
+
+    assert daily.metadata[URI].value == f"file://{warehouse.uri(BTC_1H, JULY, DAILY_TABLE)}"
+    assert assert_describes_its_file(daily, DAILY_TABLE).num_rows == 31
+    assert daily.metadata[COLUMN_SCHEMA].value == DAILY_COLUMNS
+    assert summary.metadata[URI].value == f"file://{warehouse.uri(None, JULY, SUMMARY_TABLE)}"
+    # One row per instrument: the table's rows, not the source rows it summarizes.
+    assert assert_describes_its_file(summary, SUMMARY_TABLE).num_rows == 2
+    assert summary.metadata[COLUMN_SCHEMA].value == SUMMARY_COLUMNS
+
+    warehouse.withdraw(BTC_1H, JULY)
+    empty = run(l1_imbalance_daily, partition_key(BTC_1H, JULY), resources, instance)
+    assert dagster_keys(empty) == {
+        ROW_COUNT: 0,
+        URI: f"file://{warehouse.uri(BTC_1H, JULY, DAILY_TABLE)}",
+        TABLE_NAME: DAILY_TABLE,
+        COLUMN_SCHEMA: DAILY_COLUMNS,
+    }
+
+
+@pytest.mark.parametrize(
+    ("assets_def", "schema"),
+    [
+        (l1_imbalance, L1_COLUMNS),
+        (l1_imbalance_daily, DAILY_COLUMNS),
+        (l1_imbalance_monthly_summary, SUMMARY_COLUMNS),
+    ],
+    ids=["l1_imbalance", "daily", "monthly_summary"],
+)
+def test_each_spec_has_owners_kinds_columns_and_its_code(assets_def, schema):
+    (spec,) = assets_def.specs
+    assert spec.owners == OWNERS and spec.owners
+    assert spec.kinds == KINDS
+    assert {"parquet", "python"} < spec.kinds and len(spec.kinds & {"s3", "filesystem"}) == 1
+    assert spec.metadata[COLUMN_SCHEMA] == schema
+    (reference,) = spec.metadata["dagster/code_references"].code_references
+    assert isinstance(reference, dg.LocalFileCodeReference)
+    source = Path(reference.file_path)
+    assert source.parent == ROOT / "aperiodic_assets" / "assets"
+    assert reference.line_number is not None
+    assert source.read_text().splitlines()[reference.line_number - 1].startswith("@dg.")
+
+
+def test_exactly_the_checks_that_reject_a_month_are_blocking():
+    blocking = {spec.name: spec.blocking for spec in l1_imbalance.check_specs}
+    assert blocking == {c.name: c.name in ERROR_CHECKS for c in CHECKS}
+    assert ERROR_CHECKS and set(blocking) - ERROR_CHECKS, "both kinds exist"
+
+
+def spec_in_a_fresh_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The l1_imbalance spec's owners and kinds as a code location started with ``env`` has them."""
+    code = (
+        "import json; from aperiodic_assets.assets.l1_imbalance import l1_imbalance as a;"
+        "(s,) = a.specs; print(json.dumps({'owners': s.owners, 'kinds': sorted(s.kinds)}))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("APERIODIC_OWNERS", "WAREHOUSE_URL")}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_owners_and_the_storage_kind_come_from_the_environment():
+    default = spec_in_a_fresh_process({})
+    assert json.loads(default.stdout) == {
+        "owners": ["team:data-platform"],
+        "kinds": ["filesystem", "parquet", "python"],
+    }, default.stderr
+    bucket = spec_in_a_fresh_process(
+        {"APERIODIC_OWNERS": "team:quant-research, alice@example.com", "WAREHOUSE_URL": "s3://b/x"}
+    )
+    assert json.loads(bucket.stdout) == {
+        "owners": ["team:quant-research", "alice@example.com"],
+        "kinds": ["parquet", "python", "s3"],
+    }, bucket.stderr
+    wrong = spec_in_a_fresh_process({"APERIODIC_OWNERS": "quant-research"})
+    assert wrong.returncode != 0
+    assert "Invalid owner 'quant-research'" in wrong.stderr
+    assert "team name prefixed with 'team:'" in wrong.stderr
+
+
+def steps_started(result: dg.ExecuteInProcessResult) -> set[str]:
+    return {e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_START}
+
+
+# One run of both assets: Dagster notes their backfill policies differ, which is right here.
+@pytest.mark.filterwarnings("ignore:Asset job __ephemeral_asset_job__ materializes assets")
+@pytest.mark.parametrize(
+    ("corruption", "failed_check", "downstream_runs"),
+    [(None, None, True), ("gap", "completeness", True), ("broken_identity", "identities", False)],
+    ids=["clean", "warn_only", "rejected"],
+)
+def test_downstream_in_the_same_run_runs_unless_a_blocking_check_failed(
+    corruption, failed_check, downstream_runs, sandbox, resources, instance
+):
+    if corruption:
+        sandbox.corrupt(corruption, exchange=BTC_1H.exchange, month=JULY.key)
+    key = str(partition_key(BTC_1H, JULY))
+    result = dg.materialize(
+        [l1_imbalance, l1_imbalance_daily],
+        partition_key=key,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert {name: e.blocking for name, e in evaluations.items()} == {
+        c.name: c.name in ERROR_CHECKS for c in CHECKS
+    }
+    assert {name for name, e in evaluations.items() if not e.passed} == (
+        {failed_check} if failed_check else set()
+    )
+    landed = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert result.success == downstream_runs
+    assert (l1_imbalance_daily.op.name in steps_started(result)) == downstream_runs
+    assert landed == ({L1_IMBALANCE, l1_imbalance_daily.key} if downstream_runs else set())
+    if not downstream_runs:
+        # The run fails with the asset's own message, not Dagster's generic blocking-check error.
+        failure = result.failure_data_for_node("l1_imbalance")
+        assert failure is not None and "check identities failed" in str(failure.error.message)
+
+
+def test_a_ranged_run_records_its_checks_blocking_as_declared(sandbox, resources, instance):
+    keys = [str(partition_key(BTC_1H, m)) for m in (JUNE, JULY)]
+    sandbox.corrupt("broken_identity", exchange=BTC_1H.exchange, month=JULY.key)
+    result = ranged(resources, instance, keys)
+    assert not result.success
+    failure = result.failure_data_for_node("l1_imbalance")
+    assert failure is not None and "1 of 2 partitions failed" in str(failure.error.message)
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.partition for e in evaluations} == set(keys)
+    assert all(e.blocking == (e.check_name in ERROR_CHECKS) for e in evaluations)
+    assert {(e.partition, e.check_name) for e in evaluations if not e.passed} == {
+        (keys[1], "identities")
+    }
+    assert [str(e.partition) for e in result.get_asset_materialization_events()] == [keys[0]]
