@@ -64,6 +64,8 @@ SUMMARY_PATH = "/assets/aperiodic/l1_imbalance_monthly_summary"
 TRUNCATED = "[class*='MiddleTruncate_container']"
 GRAPH = "svg[class*='AssetGraphExplorer_svgContainer']"
 NOT_LOOPBACK = re.compile(r"^(?!https?://127\.0\.0\.1[:/])")
+#: A check's detail, About section: whether a failure stops downstream assets.
+BLOCKING = re.compile(r"This is a (blocking|non-blocking) asset check")
 WAIT_MS = 60_000
 
 
@@ -109,6 +111,8 @@ class UiText:
     check_states: dict[str, str]
     #: The failing check's detail: its latest execution, partition and message.
     failing_check_text: str
+    #: Each check's detail: check name -> whether it says it is a blocking check.
+    check_blocking: dict[str, bool]
 
 
 def first_demo_month(n_months: int) -> Month:
@@ -254,10 +258,11 @@ def photograph(url: str, instance: DemoInstance, out_dir: Path) -> UiText:
             _lineage(page, url, out_dir / "lineage.png")
             labels = _partitions(page, url, instance, out_dir / "partitions.png")
             states, detail = _checks(page, url, instance, out_dir / "rejected_month_checks.png")
+            blocking = {check.name: _blocking(page, url, check.name) for check in CHECKS}
             _summary(page, url, out_dir / "monthly_summary.png", out_dir / "summary_chart.png")
         finally:
             browser.close()
-    return UiText(labels, states, detail)
+    return UiText(labels, states, detail, blocking)
 
 
 def _open(page: Page, url: str) -> None:
@@ -316,6 +321,15 @@ def _checks(page: Page, url: str, instance: DemoInstance, path: Path) -> tuple[d
     return states, body[latest : body.index("Metadata", latest)]
 
 
+def _blocking(page: Page, url: str, check: str) -> bool:
+    """Whether a check's detail says it is blocking (a failure stops downstream assets)."""
+    _open(page, f"{url}{ASSET_PATH}?view=checks&checkDetail={check}")
+    about = page.get_by_text(BLOCKING).first
+    about.wait_for()
+    (kind,) = BLOCKING.findall(about.inner_text())
+    return kind == "blocking"
+
+
 def _summary(page: Page, url: str, table_path: Path, chart_path: Path) -> None:
     """The monthly summary's page (its table), then its chart, one click away."""
     _open(page, f"{url}{SUMMARY_PATH}")
@@ -353,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     for png in sorted(args.out.glob("*.png")):
         print(f"{png} {png.stat().st_size // 1024} KiB")
     print(f"failing check of {instance.rejected}: {text.check_states}")
+    print(f"blocking checks: {sorted(name for name, b in text.check_blocking.items() if b)}")
     return 0
 
 

@@ -2,9 +2,10 @@
 
 Same path as ``make screenshots`` (aperiodic_assets.screenshots) on two instruments of the same
 exchange and symbol, which differ only in their interval: the UI cuts keys in the middle, so the
-partitions view must still tell them apart; and the month the sandbox corrupts must show its
-failing check by name. Needs Chromium (`make test` installs Debian's package through
-tools/system-deps): without it this test fails, it does not skip.
+partitions view must still tell them apart; the month the sandbox corrupts must show its
+failing check by name; and the checks whose failure rejects a month must say they are blocking.
+Needs Chromium (`make test` installs Debian's package through tools/system-deps): without it
+this test fails, it does not skip.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> N
     assert "Failed" in text.failing_check_text
     assert instance.rejected in text.failing_check_text
     assert "pct_sum_to_one" in text.failing_check_text
+    # The checks whose failure rejects a month say they are blocking; the warnings do not.
+    assert text.check_blocking == {c.name: c.severity == "error" for c in CHECKS}
     sizes = {p.stem: p.stat().st_size for p in out.glob("*.png")}
     assert set(sizes) == PNGS
     assert all(0 < size < MAX_PNG_BYTES for size in sizes.values()), sizes
