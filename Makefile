@@ -26,9 +26,10 @@ demo: $(STAMP)
 system-deps:
 	@tools/system-deps chromium postgresql
 
-## test: the whole suite (sandbox, client, validation, Dagster, S3 on a local moto server)
+## test: the whole suite (sandbox, client, validation, Dagster, S3 on a local moto server), on
+## 3 workers: most of its time is spent waiting on daemons, servers and retries, not computing
 test: $(STAMP) system-deps
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3
 
 ## test-dates: the date-sensitive tests with the process clock (faketime) and the tests' TODAY
 ## (APERIODIC_TEST_NOW) at the instants that break date arithmetic: a year's first minutes, a
@@ -68,6 +69,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/validation.py
 	$(PY) benchmarks/backfill.py
 	$(PY) benchmarks/rollover.py
+	$(PY) benchmarks/recovery.py
 
 ## screenshots: the demo in a fresh instance, photographed in headless Chromium into docs/img/
 screenshots: $(STAMP)

@@ -299,18 +299,21 @@ def evaluate(
         context.log.warning(f"earlier request not landed: {line}")
     for key, reason in sorted(waiting.items()):
         context.log.info(f"not requesting {key} yet: {reason}")
+    for error in errors:
+        context.log.warning(f"will retry next tick: {error}")
     skipped = len(instruments) - len(listed)
     if skipped:
-        errors.append(
+        context.log.warning(
             f"{skipped} instrument(s) not listed this tick (errors above, or the tick's"
             f" {settings.budget_s:g}s budget ran out); the next tick starts with"
             f" {order[done].key if done < len(order) else order[0].key}"
         )
-    for error in errors:
-        context.log.warning(f"will retry next tick: {error}")
-    if errors and not listed:
+    if not listed and instruments:
         # Nothing could be compared: fail the tick so the UI shows it.
-        raise RuntimeError(f"{len(errors)} listing(s) failed: " + "; ".join(errors[:5]))
+        raise RuntimeError(
+            f"no listing succeeded this tick ({time.monotonic() - started_at:.1f}s);"
+            f" {len(errors)} failed: " + "; ".join(errors[:5])
+        )
     context.log.info(summary)
     if not requests and not plan.withdrawals:
         return dg.SensorResult(skip_reason=f"nothing new: {summary}", cursor=cursor.dump())

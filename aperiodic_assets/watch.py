@@ -255,9 +255,12 @@ def _gate(cursor: WatchCursor, key: str, now: float) -> str | None:
     return f"{backoff.reason} ({backoff.not_before - now:.0f}s left)"
 
 
-def _in_flight(cursor: WatchCursor, key: str, token: str) -> bool:
-    previous = cursor.requested.get(key)
-    return previous is not None and previous.token == token
+def _in_flight(cursor: WatchCursor, key: str) -> bool:
+    """A request for the partition is still out. Whatever changed since (a new day, a file
+    republished or found changed by a later probe) waits for it: the run lists the files when
+    it starts, and once it lands the next tick compares again, so asking twice could only
+    build the same files twice."""
+    return key in cursor.requested
 
 
 def plan(
@@ -276,7 +279,7 @@ def plan(
         reference = w.reference
         if reference is None or set(labels) != set(reference):
             token = "files:" + _digest(labels)
-            if _in_flight(cursor, w.key, token):
+            if _in_flight(cursor, w.key):
                 out.in_flight += 1
                 continue
             request = Request(w.key, token, _reason(w, labels))
@@ -321,7 +324,7 @@ def _unlisted(w: Watched, cursor: WatchCursor, now: float, interval_s: float, ou
     if now - first < CONFIRM_SHARE * interval_s:
         out.empty_once += 1
         return
-    if _in_flight(cursor, w.key, WITHDRAW_TOKEN):
+    if _in_flight(cursor, w.key):
         out.in_flight += 1
         return
     out.withdrawals.append(
@@ -349,7 +352,7 @@ def republished(
     requests, waiting = [], {}
     for key, files in sorted(changed.items()):
         token = "republished:" + _digest(files)
-        if _in_flight(cursor, key, token):
+        if _in_flight(cursor, key):
             continue
         waits = _gate(cursor, key, now) if key not in rejected else None
         if waits is not None:

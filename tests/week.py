@@ -10,6 +10,7 @@ the daemon's backfill and automation loops run every 2 s instead of Dagster's fi
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -168,5 +169,14 @@ def running_week(
             services.daemon_argv = [sys.executable, "-c", FAST_DAEMON, *services.daemon_argv[1:]]
             services.start_daemon()
             services.start_sensor(LOCATION, "new_month_sensor")
-            with dg.DagsterInstance.from_config(str(home)) as instance:
-                yield Week(services, sandbox, clock_file, instance, instruments)
+            # The instance config names its folder through DAGSTER_HOME, as the services see it.
+            previous = os.environ.get("DAGSTER_HOME")
+            os.environ["DAGSTER_HOME"] = str(home)
+            try:
+                with dg.DagsterInstance.from_config(str(home)) as instance:
+                    yield Week(services, sandbox, clock_file, instance, instruments)
+            finally:
+                if previous is None:
+                    del os.environ["DAGSTER_HOME"]
+                else:
+                    os.environ["DAGSTER_HOME"] = previous
