@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL cluster for tests: its own folder, a free 127.0.0.1 port, removed after.
 
-Uses Debian's ``postgresql`` server binaries (``make test`` installs them, tools/system-deps). PostgreSQL refuses to
-run as root, so under root the cluster belongs to the ``postgres`` system user.
+Uses Debian's ``postgresql`` server binaries (``make test`` installs them, tools/system-deps).
+PostgreSQL refuses to run as root, so under root the cluster belongs to the ``postgres`` system
+user.
 """
 
 from __future__ import annotations
