@@ -4,7 +4,7 @@ Why: a new day appears, the sensor requests it, and the file host answers 503 fo
 runs fail. Nobody is watching. What matters is how long after the host recovers the warehouse
 holds the day, counted in sensor intervals (the goal: 1, the first tick after recovery).
 
-Setup (tests/week.py): the real webserver and daemon (its backfill loop at 2 s instead of 30 s),
+Setup (tests/week.py): the real webserver and daemon (its backfill loop at 1 s instead of 30 s),
 the package's code location with short client retries, the sandbox and the package clock moved
 together, 4 instruments, the sensor every SENSOR_INTERVAL_S seconds. One day lands; then the
 next day appears with every download answered 503 for OUTAGE_INTERVALS sensor intervals.

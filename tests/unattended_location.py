@@ -34,7 +34,7 @@ defs = dg.Definitions(
         dg.AutomationConditionSensorDefinition(
             "downstream_follows",
             target=dg.AssetSelection.all(),
-            minimum_interval_seconds=3,
+            minimum_interval_seconds=2,
             default_status=dg.DefaultSensorStatus.RUNNING,
         ),
     ],

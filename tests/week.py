@@ -4,7 +4,7 @@ recovery benchmark.
 The sandbox's clock and the package's (APERIODIC_NOW, a file rewritten as days pass) move
 together; the code location is tests/unattended_location.py (the package's own definitions with
 short client retries and a fast automation-condition sensor); the new-month sensor is started;
-the daemon's backfill and automation loops run every 2 s instead of Dagster's fixed 30 s
+the daemon's backfill and automation loops run every 1 s instead of Dagster's fixed 30 s
 (patched in the daemon process only).
 """
 
@@ -36,7 +36,7 @@ LOCATION = "unattended"
 #: Patches the daemon's fixed 30 s loop interval (backfills, declarative automation) before it
 #: starts, then runs the ordinary `dagster-daemon` command line.
 FAST_DAEMON = (
-    "import sys, dagster._daemon.controller as c; c.DEFAULT_DAEMON_INTERVAL_SECONDS = 2;"
+    "import sys, dagster._daemon.controller as c; c.DEFAULT_DAEMON_INTERVAL_SECONDS = 1;"
     " from dagster._daemon.cli import main; sys.argv[0] = 'dagster-daemon'; sys.exit(main())"
 )
 
