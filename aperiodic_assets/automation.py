@@ -12,7 +12,6 @@ cannot request a backfill). Both start stopped; turn them on in the UI.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,7 +34,7 @@ from .assets.l1_imbalance import (
 from .months import Month
 from .partitions import UNIVERSE, l1_partitions, month_partitions, partition_key
 from .resources import AperiodicResource
-from .settings import env_float, env_int
+from .settings import env_cron, env_float, env_int
 from .universe import Instrument
 
 #: Tag on what the automation requests, naming which of it did (the sensor or the schedule).
@@ -376,7 +375,7 @@ def schedule_requests(month: Month, instruments: Iterable[Instrument]) -> list[d
     name="monthly_schedule",
     description="The last completed month of every instrument that does not hold it whole yet, a"
     " few hours after month end (UTC), in as few runs as a backfill: a backstop for the sensor.",
-    cron_schedule=os.environ.get("APERIODIC_SCHEDULE_CRON", "0 6 1 * *"),
+    cron_schedule=env_cron("APERIODIC_SCHEDULE_CRON", "0 6 1 * *"),
     execution_timezone="UTC",
     target=[L1_IMBALANCE],
     default_status=dg.DefaultScheduleStatus.STOPPED,

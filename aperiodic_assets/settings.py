@@ -24,6 +24,10 @@ _UNITS = {"_S": "seconds", "_MONTHS": "months", "_BYTES": "bytes"}
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 #: S3 bucket naming rules (3-63 characters: lowercase letters, digits, dots, hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+#: One cron field: numbers, names, ranges, steps and lists (``*/15``, ``1-5``, ``MON``).
+_CRON_FIELD = re.compile(r"[0-9A-Za-z*?/,\-#LW]+")
+_TEAM = re.compile(r"team:[A-Za-z0-9_-]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 #: Where the warehouse may live: the two storages it is tested on (local folders and S3).
 WAREHOUSE_SCHEMES = ("file", "s3")
 
@@ -74,6 +78,34 @@ def _env_number(
     if minimum is not None and value < minimum:
         raise ValueError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+def env_cron(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
+    """The cron expression in variable ``name``: five fields (minute hour day month weekday)."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
+        return default
+    fields = raw.split()
+    if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
+        raise ValueError(
+            f"{name}={raw!r} is not a cron expression of five fields (minute hour day month"
+            f" weekday), e.g. {name}={default!r}, the default"
+        )
+    return raw
+
+
+def env_owners(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Comma-separated owners in variable ``name``: ``team:name`` or email addresses."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip() or default
+    owners = [o.strip() for o in raw.split(",") if o.strip()]
+    wrong = [o for o in owners if not (_TEAM.fullmatch(o) or _EMAIL.fullmatch(o))]
+    if wrong or not owners:
+        raise ValueError(
+            f"{name}={raw!r}: {', '.join(repr(o) for o in wrong) or 'nothing'} is not an owner;"
+            " give comma-separated team:name or email addresses, e.g."
+            f" {name}=team:data-platform,ops@example.com"
+        )
+    return owners
 
 
 def check_warehouse_url(url: str) -> str:

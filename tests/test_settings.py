@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from aperiodic_assets.settings import check_warehouse_url, env_float, env_int
+from aperiodic_assets.settings import (
+    check_warehouse_url,
+    env_cron,
+    env_float,
+    env_int,
+    env_owners,
+)
 
 
 def test_unset_or_empty_variables_give_the_default():
@@ -97,3 +103,28 @@ def test_mistyped_warehouse_urls_are_refused_with_the_variable_named(url, messag
     with pytest.raises(ValueError, match=message) as error:
         check_warehouse_url(url)
     assert str(error.value).startswith(f"WAREHOUSE_URL={url!r}")
+
+
+@pytest.mark.parametrize("cron", ["0 6 1 * *", "*/15 0-6 * * MON-FRI", "5 4 L * ?"])
+def test_a_cron_expression_of_five_fields_is_accepted(cron):
+    assert env_cron("APERIODIC_SCHEDULE_CRON", "0 6 1 * *", environ={"X": "1"}) == "0 6 1 * *"
+    env = {"APERIODIC_SCHEDULE_CRON": cron}
+    assert env_cron("APERIODIC_SCHEDULE_CRON", "0 6 1 * *", environ=env) == cron
+
+
+@pytest.mark.parametrize("cron", ["0 6 1 *", "hourly", "0 6 1 * * *", "0 6 1 * %"])
+def test_a_mistyped_cron_expression_names_the_variable(cron):
+    env = {"APERIODIC_SCHEDULE_CRON": cron}
+    with pytest.raises(ValueError, match=r"APERIODIC_SCHEDULE_CRON=.* five fields"):
+        env_cron("APERIODIC_SCHEDULE_CRON", "0 6 1 * *", environ=env)
+
+
+def test_owners_are_teams_or_email_addresses_and_a_wrong_one_names_the_variable():
+    env = {"APERIODIC_OWNERS": "team:quant, alice@example.com"}
+    assert env_owners("APERIODIC_OWNERS", "team:x", environ=env) == [
+        "team:quant",
+        "alice@example.com",
+    ]
+    assert env_owners("APERIODIC_OWNERS", "team:x", environ={}) == ["team:x"]
+    with pytest.raises(ValueError, match=r"APERIODIC_OWNERS='quant research': 'quant research'"):
+        env_owners("APERIODIC_OWNERS", "team:x", environ={"APERIODIC_OWNERS": "quant research"})

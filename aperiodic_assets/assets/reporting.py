@@ -24,6 +24,7 @@ import pyarrow as pa
 from .._dagster_internals import AssetCheckEvaluationTargetMaterializationData
 from ..pipeline import PartitionOutcome
 from ..schema import AVG_COLUMNS, METRIC, POINT_COLUMNS, SCHEMA, TIME
+from ..settings import env_owners
 from ..validation import CHECKS, CheckResult, ValidationReport
 
 #: Metadata key of the source files' identity (one digest over every file).
@@ -48,12 +49,8 @@ COLUMN_SCHEMA = "dagster/column_schema"
 BLOCKING_CHECKS = frozenset(c.name for c in CHECKS if c.severity == "error")
 
 #: Who answers for the assets (the catalog's owners): comma-separated ``team:name`` or email
-#: addresses in APERIODIC_OWNERS; Dagster refuses anything else when the code location loads.
-OWNERS = [
-    owner.strip()
-    for owner in (os.environ.get("APERIODIC_OWNERS") or "team:data-platform").split(",")
-    if owner.strip()
-]
+#: addresses in APERIODIC_OWNERS; anything else stops the code location, naming the variable.
+OWNERS = env_owners("APERIODIC_OWNERS", "team:data-platform")
 
 
 def storage_kind(warehouse_url: str) -> str:
