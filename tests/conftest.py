@@ -76,6 +76,12 @@ def materialize_partition(
     )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the slow tests (real daemons, a browser, the unattended week) first: on several
+    workers the suite then ends with the short ones, not with a daemon test started last."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     with Sandbox(SandboxConfig(api_key=KEY, today=TODAY)) as sb:

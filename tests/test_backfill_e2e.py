@@ -209,6 +209,7 @@ def status_counts(backfill: dict) -> dict:
     return {k: v for k, v in counts.items() if k.startswith("num")}
 
 
+@pytest.mark.slow
 def test_ui_backfill_lands_every_partition_and_reexecutes_only_the_failed_one(
     services: DagsterServices, sandbox_url: str
 ):

@@ -43,6 +43,8 @@ from .postgres_server import Postgres, postgres_cluster
 
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 OKX_1H = Instrument("okx-perps", "perpetual-BTC-USDT:USDT", "1h", "exchange")
+#: Real daemons on Postgres: started first on a parallel run (see conftest).
+pytestmark = pytest.mark.slow
 LOCATION = "aperiodic_assets"
 LOG_BUCKET = "dagster-compute-logs"
 WAREHOUSE_BUCKET = "aperiodic-topology"

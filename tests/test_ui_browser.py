@@ -14,6 +14,7 @@ import json
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from aperiodic_assets.screenshots import (
@@ -67,6 +68,7 @@ def rejected_month_checks(url: str, partition: str) -> dict[str, str]:
     return statuses
 
 
+@pytest.mark.slow
 def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> None:
     find_chromium()  # a clear failure, before the set-up, when Chromium is missing
     universe = two_intervals_of_one_symbol(tmp_path / "universe.yaml")

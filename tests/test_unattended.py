@@ -54,6 +54,7 @@ def week(tmp_path: Path) -> Iterator[Week]:
         yield week
 
 
+@pytest.mark.slow
 def test_an_unattended_week_heals_itself(week: Week):
     sandbox, started = week.sandbox, time.monotonic()
     week.wait("the first day's partitions", lambda: week.up_to_date(DAYS[0]), timeout=240)
