@@ -190,13 +190,11 @@ def latest_failures(instance: dg.DagsterInstance, keys: Iterable[str]) -> dict[s
         if event is None or event.partition is None or OUTCOME not in event.metadata:
             continue
         wait = event.metadata.get(RETRY_AFTER)
-        error = event.metadata.get("error")
         out[event.partition] = watch.Failed(
             at=record.timestamp,
             rejected=event.metadata[OUTCOME].value == "rejected",
             files=_stamps(event.metadata),
             retry_after_s=None if wait is None else float(wait.value),
-            error="" if error is None else str(error.value),
         )
     return out
 

@@ -132,7 +132,6 @@ class Failed:
     #: For a rejection, the files it was built from (label -> token).
     files: Mapping[str, str] = field(default_factory=dict)
     retry_after_s: float | None = None
-    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,8 +190,6 @@ class Plan:
     rejected: int = 0
     #: Materialized partitions listed empty for the first time (not withdrawn yet).
     empty_once: int = 0
-    #: How requests of earlier ticks ended this tick: one line each.
-    settled: list[str] = field(default_factory=list)
 
 
 def settle_in_flight(

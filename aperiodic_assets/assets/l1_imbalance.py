@@ -366,11 +366,11 @@ def _patiently(
     """
 
     def run(key: str) -> Landed | None:
-        for attempt in range(1, attempts + 1):
+        for attempt in range(1, attempts):
             try:
                 return land(key)
             except AperiodicError as exc:
-                if not exc.transient or attempt == attempts:
+                if not exc.transient:
                     raise
                 asked = getattr(exc, "retry_after_s", None)
                 wait = asked if asked is not None else backoff_s * 2 ** (attempt - 1)
@@ -381,7 +381,7 @@ def _patiently(
                     f" (attempt {attempt + 1} of {attempts})."
                 )
                 sleep(wait)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return land(key)  # the last attempt: whatever it raises is the partition's error
 
     return run
 
