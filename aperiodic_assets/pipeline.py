@@ -102,8 +102,8 @@ def run_partition(
     Each file is normalized (``normalize``) before the month is assembled: one that contradicts
     the partition is rejected as files that cannot be assembled are; validation is told the
     precision the files stored their metrics in and the columns they dropped. ``today``
-    (default: the UTC date) decides whether the month is over; until it is, the month is
-    expected to cover only the days published so far.
+    (default: the package clock's date, see clock.py) decides whether the month is over; until
+    it is, the month is expected to cover only the days published so far.
     """
     sources = client.fetch_month(instrument, month)
     if not sources:
