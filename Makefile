@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 ## demo: sandbox API → Dagster runs → ./warehouse, then a table of what landed
 demo: $(STAMP)
-	$(PY) -m aperiodic_assets.demo
+	$(PY) -m aperiodic_assets.tools.demo
 
 ## system-deps: the Debian packages the suite needs (Chromium, the PostgreSQL server), installed
 ## when missing if this is root with apt-get; otherwise it stops with the command to run
@@ -50,11 +50,11 @@ test-dates: $(STAMP)
 ## doctor: checks the key, plan, symbols, newest files, warehouse and Dagster instance before
 ## the first run; exits 1 on anything that would fail one
 doctor: $(STAMP)
-	$(PY) -m aperiodic_assets.doctor
+	$(PY) -m aperiodic_assets.tools.doctor
 
 ## dev: the sandbox plus the Dagster UI on http://127.0.0.1:3000
 dev: $(STAMP)
-	$(PY) -m aperiodic_assets.dev
+	$(PY) -m aperiodic_assets.tools.dev
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check aperiodic_assets tests benchmarks
@@ -73,7 +73,7 @@ bench: $(STAMP)
 
 ## screenshots: the demo in a fresh instance, photographed in headless Chromium into docs/img/
 screenshots: $(STAMP)
-	$(PY) -m aperiodic_assets.screenshots
+	$(PY) -m aperiodic_assets.tools.screenshots
 
 clean:
 	rm -rf $(VENV) warehouse .pytest_cache

@@ -70,11 +70,11 @@ from common import (
     write_universe,
 )
 
-from aperiodic_assets.demo import sandbox_process
-from aperiodic_assets.months import Month, month_range
-from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.core.months import Month, month_range
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox.catalog import synthetic_symbol
-from aperiodic_assets.universe import Instrument
+from aperiodic_assets.tools.demo import sandbox_process
 from tests.dagster_services import DagsterServices, dagster_services, load_yaml
 from tests.postgres_server import postgres_cluster
 

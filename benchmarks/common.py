@@ -21,12 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from aperiodic_assets.assets.l1_imbalance import L1ImbalanceConfig  # noqa: E402
-from aperiodic_assets.months import Month  # noqa: E402
-from aperiodic_assets.pipeline import completed, run_partition  # noqa: E402
-from aperiodic_assets.resources import AperiodicResource  # noqa: E402
-from aperiodic_assets.universe import Instrument  # noqa: E402
-from aperiodic_assets.warehouse import Warehouse  # noqa: E402
+from aperiodic_assets.core.months import Month  # noqa: E402
+from aperiodic_assets.core.pipeline import completed, run_partition  # noqa: E402
+from aperiodic_assets.core.universe import Instrument  # noqa: E402
+from aperiodic_assets.core.warehouse import Warehouse  # noqa: E402
+from aperiodic_assets.defs.assets.l1_imbalance import L1ImbalanceConfig  # noqa: E402
+from aperiodic_assets.defs.resources import AperiodicResource  # noqa: E402
 
 #: The sandbox's API key, and the day it pretends it is (its last completed month: 2026-10).
 KEY = "sandbox"

@@ -25,11 +25,11 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, OUTCOME  # noqa: E402
-from aperiodic_assets.automation import REQUEST_TAG, TRIGGER_TAG  # noqa: E402
-from aperiodic_assets.months import Month  # noqa: E402
-from aperiodic_assets.partitions import month_partitions  # noqa: E402
-from aperiodic_assets.universe import Instrument  # noqa: E402
+from aperiodic_assets.core.months import Month  # noqa: E402
+from aperiodic_assets.core.universe import Instrument  # noqa: E402
+from aperiodic_assets.definitions import deployment  # noqa: E402
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, OUTCOME  # noqa: E402
+from aperiodic_assets.defs.automation import REQUEST_TAG, TRIGGER_TAG  # noqa: E402
 from tests.week import running_week  # noqa: E402
 
 SENSOR_INTERVAL_S = 6
@@ -39,7 +39,9 @@ INSTRUMENTS = [
     for exchange in ("binance-futures", "okx-perps")
     for symbol in ("perpetual-BTC-USDT:USDT", "perpetual-ETH-USDT:USDT")
 ]
-DAY = Month.parse(month_partitions.get_last_partition_key()).previous().first_day + timedelta(10)
+DAY = Month.parse(
+    deployment.partitions.months.get_last_partition_key()
+).previous().first_day + timedelta(10)
 
 
 def main() -> None:

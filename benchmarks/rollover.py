@@ -42,12 +42,12 @@ from common import (  # noqa: E402
     write_universe,
 )
 
-from aperiodic_assets.api import AperiodicClient  # noqa: E402
-from aperiodic_assets.assets.reporting import SOURCE_STAMPS  # noqa: E402
-from aperiodic_assets.automation import TRIGGER_TAG  # noqa: E402
-from aperiodic_assets.demo import sandbox_process  # noqa: E402
-from aperiodic_assets.months import Month  # noqa: E402
-from aperiodic_assets.universe import Instrument  # noqa: E402
+from aperiodic_assets.core.api import AperiodicClient  # noqa: E402
+from aperiodic_assets.core.months import Month  # noqa: E402
+from aperiodic_assets.core.universe import Instrument  # noqa: E402
+from aperiodic_assets.defs.assets.reporting import SOURCE_STAMPS  # noqa: E402
+from aperiodic_assets.defs.automation import TRIGGER_TAG  # noqa: E402
+from aperiodic_assets.tools.demo import sandbox_process  # noqa: E402
 from tests.dagster_services import dagster_services  # noqa: E402
 
 MONTH = Month.of(datetime.now(UTC).date()).previous()  # what the schedule targets
@@ -135,7 +135,9 @@ def sensor_ticks(work: Path) -> tuple[float, float, str]:
     with sandbox_process(
         ["--today", TODAY.isoformat(), "--key", KEY, "--synthetic-symbols", "250"]
     ) as api_url:
-        from aperiodic_assets.automation import SETTINGS, evaluate, watched_months
+        from aperiodic_assets.core.universe import Universe
+        from aperiodic_assets.defs.automation import evaluate, watched_months
+        from aperiodic_assets.defs.deployment import Deployment, SensorSettings
         from aperiodic_assets.sandbox.catalog import synthetic_symbol
 
         instruments = [
@@ -145,16 +147,16 @@ def sensor_ticks(work: Path) -> tuple[float, float, str]:
             for timestamp in ("exchange", "true")
         ]
         current = Month.of(datetime.now(UTC).date())
-        client = AperiodicClient(api_url, KEY, max_connections=SETTINGS.concurrency)
+        settings = SensorSettings.from_env()
+        deployment = Deployment(Universe(tuple(instruments), current), sensor=settings)
+        client = AperiodicClient(api_url, KEY, max_connections=settings.concurrency)
         (work / "sensor_home").mkdir()
         with dg.instance_for_test(temp_dir=str(work / "sensor_home")) as instance:
             start = time.perf_counter()
-            cold = evaluate(
-                dg.build_sensor_context(instance=instance), client, instruments, current, SETTINGS
-            )
+            cold = evaluate(dg.build_sensor_context(instance=instance), client, deployment, current)
             cold_s = time.perf_counter() - start
             # Record every partition as materialized from exactly the files it lists now.
-            months = watched_months(current, SETTINGS.lookback_months)
+            months = watched_months(current, settings.lookback_months)
             with ThreadPoolExecutor(16) as pool:
                 stamps = list(pool.map(lambda i: _stamps(client, i, months), instruments))
             for instrument, by_month in zip(instruments, stamps, strict=True):
@@ -170,9 +172,8 @@ def sensor_ticks(work: Path) -> tuple[float, float, str]:
             warm = evaluate(
                 dg.build_sensor_context(instance=instance, cursor=cold.cursor),
                 client,
-                instruments,
+                deployment,
                 current,
-                SETTINGS,
             )
             warm_s = time.perf_counter() - start
         client.close()

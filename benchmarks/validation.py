@@ -29,12 +29,12 @@ import pandera.pandas as pdr
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aperiodic_assets.months import Month, month_range
+from aperiodic_assets.core.months import Month, month_range
+from aperiodic_assets.core.schema import IDENTITY_COLUMNS, METRIC_COLUMNS, TIME
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.validation import ValidationConfig, validate
 from aperiodic_assets.sandbox.corruption import apply_corruption
 from aperiodic_assets.sandbox.data import generate
-from aperiodic_assets.schema import IDENTITY_COLUMNS, METRIC_COLUMNS, TIME
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.validation import ValidationConfig, validate
 
 ROWS = 1_000_000
 REPEATS = 5

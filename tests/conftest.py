@@ -11,13 +11,13 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 
-from aperiodic_assets.api import AperiodicClient, RetryConfig
-from aperiodic_assets.months import Month
-from aperiodic_assets.resources import AperiodicResource, RetrySettings, WarehouseResource
+from aperiodic_assets.core.api import AperiodicClient, RetryConfig
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings, WarehouseResource
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.data import generate
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.warehouse import Warehouse
 
 #: The instant `make test-dates` runs the date-sensitive tests at (APERIODIC_TEST_NOW, ISO, UTC),
 #: the process clock set to it by faketime; None in the normal suite.
@@ -63,8 +63,9 @@ def materialize_partition(
     run_config: dict | None = None,
 ) -> dg.ExecuteInProcessResult:
     """One partition of the l1_imbalance asset, as a single-partition run does it."""
-    from aperiodic_assets.assets.l1_imbalance import l1_imbalance
-    from aperiodic_assets.partitions import partition_key
+    from aperiodic_assets.defs.partitions import partition_key
+
+    from .deployed import l1_imbalance
 
     return dg.materialize(
         [l1_imbalance],

@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from aperiodic_assets.api import (
+from aperiodic_assets.core.api import (
     AperiodicClient,
     AuthError,
     BadRequestError,
@@ -17,11 +17,11 @@ from aperiodic_assets.api import (
     RetryConfig,
     redact,
 )
-from aperiodic_assets.months import Month
-from aperiodic_assets.resources import AperiodicResource, RetrySettings
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.data import generate
-from aperiodic_assets.universe import Instrument
 
 from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY
 

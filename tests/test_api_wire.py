@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.api import (
+from aperiodic_assets.core.api import (
     AperiodicClient,
     AperiodicError,
     DownloadRejectedError,

@@ -7,7 +7,7 @@ from datetime import date
 import pyarrow as pa
 import pytest
 
-from aperiodic_assets.assemble import AssemblyError, Part, assemble
+from aperiodic_assets.core.assemble import AssemblyError, Part, assemble
 from aperiodic_assets.sandbox.data import generate
 
 

@@ -14,11 +14,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE
-from aperiodic_assets.assets.reporting import ROW_COUNT
-from aperiodic_assets.months import Month
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.warehouse import Warehouse
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.defs.assets.reporting import ROW_COUNT
 
 from .conftest import BTC_1H, KEY, materialize_partition
 

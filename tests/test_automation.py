@@ -9,34 +9,37 @@ backfill daemon would, and the next tick must not ask again.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import pytest
 
-from aperiodic_assets import watch
-from aperiodic_assets._dagster_internals import backfill_subset_keys
-from aperiodic_assets.api import AperiodicClient, FileInfo, FileStamp
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, SOURCE_STAMPS, l1_imbalance
-from aperiodic_assets.automation import (
+from aperiodic_assets.core import watch
+from aperiodic_assets.core.api import AperiodicClient, FileInfo, FileStamp
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import INTERVALS
+from aperiodic_assets.defs._dagster_internals import backfill_subset_keys
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, SOURCE_STAMPS
+from aperiodic_assets.defs.automation import (
     SensorSettings,
     evaluate,
-    monthly_schedule,
-    new_month_sensor,
     schedule_requests,
     watched_months,
 )
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import (
-    UNIVERSE,
-    l1_partitions,
-    month_partitions,
-    parse_partition_key,
-    partition_key,
-)
-from aperiodic_assets.schema import INTERVALS
+from aperiodic_assets.defs.partitions import partition_key
 
 from .conftest import BTC_1H, KEY, TODAY
+from .deployed import (
+    DEPLOYMENT,
+    UNIVERSE,
+    l1_imbalance,
+    l1_partitions,
+    month_partitions,
+    monthly_schedule,
+    new_month_sensor,
+    parse_partition_key,
+)
 
 CURRENT = Month.parse(month_partitions.get_last_partition_key())
 LAST = CURRENT.previous()
@@ -206,7 +209,7 @@ def test_a_tick_stays_within_its_budget_and_continues_where_it_stopped(
     try:
         for _ in range(4):
             context = dg.build_sensor_context(instance=instance, cursor=cursor)
-            result = evaluate(context, client, UNIVERSE.instruments, CURRENT, settings)
+            result = evaluate(context, client, replace(DEPLOYMENT, sensor=settings), CURRENT)
             cursor = result.cursor
             for request in result.run_requests or []:
                 seen |= {parse_partition_key(k)[0] for k in backfill_subset_keys(request)}
@@ -237,9 +240,8 @@ def test_a_tick_ends_within_its_budget_whatever_the_api_does(sandbox, instance, 
             evaluate(
                 dg.build_sensor_context(instance=instance),
                 client,
-                UNIVERSE.instruments,
+                replace(DEPLOYMENT, sensor=settings),
                 CURRENT,
-                settings,
             )
     finally:
         client.close()
@@ -301,7 +303,7 @@ def test_the_schedule_leaves_alone_what_the_sensor_landed_whole(sandbox, resourc
 
 
 def test_the_scheduled_ranged_run_materializes_every_instrument(sandbox, resources, instance):
-    (request,) = schedule_requests(LAST, UNIVERSE.instruments)
+    (request,) = schedule_requests(DEPLOYMENT, LAST, UNIVERSE.instruments)
     result = dg.materialize(
         [l1_imbalance], resources=resources, instance=instance, tags=request.tags
     )

@@ -15,15 +15,16 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, l1_imbalance
-from aperiodic_assets.demo import sandbox_process
-from aperiodic_assets.months import Month, month_range
-from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.core.months import Month, month_range
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox import RemoteSandbox
-from aperiodic_assets.universe import Instrument
+from aperiodic_assets.tools.demo import sandbox_process
 
 from .conftest import BTC_1H, KEY, TODAY
 from .dagster_services import DagsterServices, dagster_services
+from .deployed import l1_imbalance
 
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 RANGE_START = "dagster/asset_partition_range_start"

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from aperiodic_assets.api import (
+from aperiodic_assets.core.api import (
     AperiodicClient,
     AperiodicError,
     ApiError,
@@ -28,8 +28,8 @@ from aperiodic_assets.api import (
     TransientError,
     UrlExpiredError,
 )
-from aperiodic_assets.months import Month
-from aperiodic_assets.universe import Instrument
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
 
 from .conftest import BTC_1H, FAST_RETRY
 from .loopback import Host, error, redirect, serving, stalled_headers, stored

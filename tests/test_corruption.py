@@ -12,13 +12,13 @@ from datetime import date, datetime
 import pyarrow as pa
 import pytest
 
-from aperiodic_assets.months import Month
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import INTERVALS, METRIC_COLUMNS, SCHEMA, TIMESTAMP_MODES
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.validation import CHECKS, ValidationReport, validate
 from aperiodic_assets.sandbox.corruption import MODES, apply_corruption
 from aperiodic_assets.sandbox.data import generate
 from aperiodic_assets.sandbox.shapes import HIVE_COLUMNS, SHAPES, apply_shape, other_exchange
-from aperiodic_assets.schema import INTERVALS, METRIC_COLUMNS, SCHEMA, TIMESTAMP_MODES
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.validation import CHECKS, ValidationReport, validate
 from tests.test_validation import MONTH, build_table, instrument
 
 CHECK_OF = {rule.name: check for check in CHECKS for rule in check.rules}

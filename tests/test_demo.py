@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from aperiodic_assets import demo
-from aperiodic_assets.months import Month
-from aperiodic_assets.warehouse import Warehouse
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.tools import demo
 
 from .conftest import BTC_1H, TEST_NOW
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from aperiodic_assets import doctor
-from aperiodic_assets.assets.l1_imbalance import API_POOL
-from aperiodic_assets.doctor import FAIL, OK, SKIP, WARN, Finding, diagnose
-from aperiodic_assets.months import Month
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.defs.deployment import API_POOL
 from aperiodic_assets.sandbox import Sandbox
+from aperiodic_assets.tools import doctor
+from aperiodic_assets.tools.doctor import FAIL, OK, SKIP, WARN, Finding, diagnose
 
 from .conftest import FAST_RETRY, KEY, TODAY
 

@@ -27,25 +27,23 @@ import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from aperiodic_assets.assemble import Part, assemble
-from aperiodic_assets.assets.downstream import (
+from aperiodic_assets.core.assemble import Part, assemble
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.normalize import normalize
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.warehouse import PARTITION_COLUMNS, Warehouse
+from aperiodic_assets.defs.assets.downstream import (
     CHART_FILE,
     DAILY_TABLE,
     SUMMARY_TABLE,
     daily_stats,
-    l1_imbalance_daily,
-    l1_imbalance_monthly_summary,
     monthly_summary,
 )
-from aperiodic_assets.assets.l1_imbalance import l1_imbalance
-from aperiodic_assets.assets.reporting import ROW_COUNT
-from aperiodic_assets.months import Month
-from aperiodic_assets.normalize import normalize
-from aperiodic_assets.partitions import partition_key
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.warehouse import PARTITION_COLUMNS, Warehouse
+from aperiodic_assets.defs.assets.reporting import ROW_COUNT
+from aperiodic_assets.defs.partitions import partition_key
 
 from .conftest import BTC_1H, month_table
+from .deployed import l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")

@@ -15,7 +15,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from aperiodic_assets.api import (
+from aperiodic_assets.core.api import (
     AperiodicClient,
     DisallowedHostError,
     DownloadRejectedError,
@@ -23,11 +23,11 @@ from aperiodic_assets.api import (
     TransientError,
     UrlExpiredError,
 )
-from aperiodic_assets.api.retrying import _parse_retry_after
-from aperiodic_assets.months import Month
-from aperiodic_assets.pipeline import run_partition
+from aperiodic_assets.core.api.retrying import _parse_retry_after
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.pipeline import run_partition
+from aperiodic_assets.core.warehouse import Warehouse
 from aperiodic_assets.sandbox import Sandbox
-from aperiodic_assets.warehouse import Warehouse
 
 from .conftest import BTC_1H, FAST_RETRY, KEY
 

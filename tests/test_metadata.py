@@ -18,38 +18,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.assets.downstream import (
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import METRIC_COLUMNS
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.validation import CHECKS
+from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.defs.assets.downstream import (
     DAILY_COLUMNS,
     DAILY_TABLE,
     SUMMARY_COLUMNS,
     SUMMARY_TABLE,
-    l1_imbalance_daily,
-    l1_imbalance_monthly_summary,
 )
-from aperiodic_assets.assets.l1_imbalance import (
-    L1_IMBALANCE,
-    WITHDRAW_CONFIRMED,
-    WITHDRAW_TAG,
-    l1_imbalance,
-)
-from aperiodic_assets.assets.reporting import (
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, WITHDRAW_CONFIRMED, WITHDRAW_TAG
+from aperiodic_assets.defs.assets.reporting import (
     COLUMN_SCHEMA,
-    KINDS,
     L1_COLUMNS,
-    OWNERS,
     ROW_COUNT,
     TABLE_NAME,
     URI,
 )
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
-from aperiodic_assets.resources import AperiodicResource, RetrySettings, WarehouseResource
-from aperiodic_assets.schema import METRIC_COLUMNS
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.validation import CHECKS
-from aperiodic_assets.warehouse import Warehouse
+from aperiodic_assets.defs.partitions import partition_key
+from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings, WarehouseResource
 
 from .conftest import BTC_1H, FAST_RETRY, KEY, materialize_partition
+from .deployed import DEPLOYMENT, l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary
 from .test_retry_after import ranged
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,16 +200,16 @@ def test_downstream_materializations_describe_their_own_tables(resources, instan
 )
 def test_each_spec_has_owners_kinds_columns_and_its_code(assets_def, schema):
     (spec,) = assets_def.specs
-    assert spec.owners == OWNERS and spec.owners
-    assert spec.kinds == KINDS
+    assert spec.owners == list(DEPLOYMENT.owners) and spec.owners
+    assert spec.kinds == DEPLOYMENT.kinds
     assert {"parquet", "python"} < spec.kinds and len(spec.kinds & {"s3", "filesystem"}) == 1
     assert spec.metadata[COLUMN_SCHEMA] == schema
     (reference,) = spec.metadata["dagster/code_references"].code_references
     assert isinstance(reference, dg.LocalFileCodeReference)
     source = Path(reference.file_path)
-    assert source.parent == ROOT / "aperiodic_assets" / "assets"
+    assert source.parent == ROOT / "aperiodic_assets" / "defs" / "assets"
     assert reference.line_number is not None
-    assert source.read_text().splitlines()[reference.line_number - 1].startswith("@dg.")
+    assert source.read_text().splitlines()[reference.line_number - 1].lstrip().startswith("@dg.")
 
 
 def test_exactly_the_checks_that_reject_a_month_are_blocking():
@@ -229,8 +221,9 @@ def test_exactly_the_checks_that_reject_a_month_are_blocking():
 def spec_in_a_fresh_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The l1_imbalance spec's owners and kinds as a code location started with ``env`` has them."""
     code = (
-        "import json; from aperiodic_assets.assets.l1_imbalance import l1_imbalance as a;"
-        "(s,) = a.specs; print(json.dumps({'owners': s.owners, 'kinds': sorted(s.kinds)}))"
+        "import json; from aperiodic_assets.definitions import defs;"
+        "(s,) = defs.get_assets_def(['aperiodic', 'l1_imbalance']).specs;"
+        "print(json.dumps({'owners': s.owners, 'kinds': sorted(s.kinds)}))"
     )
     base = {k: v for k, v in os.environ.items() if k not in ("APERIODIC_OWNERS", "WAREHOUSE_URL")}
     return subprocess.run(
@@ -250,7 +243,7 @@ def test_owners_and_the_storage_kind_come_from_the_environment():
         "kinds": ["filesystem", "parquet", "python"],
     }, default.stderr
     bucket = spec_in_a_fresh_process(
-        {"APERIODIC_OWNERS": "team:quant-research, alice@example.com", "WAREHOUSE_URL": "s3://b/x"}
+        {"APERIODIC_OWNERS": "team:quant-research, alice@example.com", "WAREHOUSE_URL": "s3://bucket/x"}
     )
     assert json.loads(bucket.stdout) == {
         "owners": ["team:quant-research", "alice@example.com"],

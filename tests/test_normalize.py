@@ -19,21 +19,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.api import FileInfo, SourceFile
-from aperiodic_assets.assemble import AssemblyError, Part, assemble
-from aperiodic_assets.assets.reporting import NORMALIZED, WARNINGS_TAG, landed
-from aperiodic_assets.months import Month
-from aperiodic_assets.normalize import (
+from aperiodic_assets.core.api import FileInfo, SourceFile
+from aperiodic_assets.core.assemble import AssemblyError, Part, assemble
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.normalize import (
     Normalization,
     NormalizationError,
     normalize,
 )
-from aperiodic_assets.pipeline import PartitionOutcome, PartitionRejected, run_partition
+from aperiodic_assets.core.pipeline import PartitionOutcome, PartitionRejected, run_partition
+from aperiodic_assets.core.schema import METRIC_COLUMNS, SCHEMA, TIME
+from aperiodic_assets.core.validation import validate
+from aperiodic_assets.core.warehouse import QUARANTINE, Warehouse
+from aperiodic_assets.defs.assets.reporting import NORMALIZED, WARNINGS_TAG, landed
 from aperiodic_assets.sandbox.corruption import apply_corruption
 from aperiodic_assets.sandbox.data import generate
-from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA, TIME
-from aperiodic_assets.validation import validate
-from aperiodic_assets.warehouse import QUARANTINE, Warehouse
 
 from .conftest import BTC_1H, TODAY, month_table
 

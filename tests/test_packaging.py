@@ -87,11 +87,11 @@ def build_wheel(tmp_path: Path) -> Path:
 
 PROBE = """
 import json
-import aperiodic_assets, aperiodic_assets.definitions as definitions, aperiodic_assets.universe
+import aperiodic_assets, aperiodic_assets.definitions as definitions, aperiodic_assets.core.universe
 keys = definitions.defs.resolve_asset_graph().get_all_asset_keys()
 print(json.dumps({
     "package": aperiodic_assets.__file__,
-    "universe": str(aperiodic_assets.universe.DEFAULT_UNIVERSE),
+    "universe": str(aperiodic_assets.core.universe.DEFAULT_UNIVERSE),
     "assets": sorted(key.to_user_string() for key in keys),
 }))
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -28,33 +28,29 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from aperiodic_assets import watch
-from aperiodic_assets._dagster_internals import backfill_subset_keys
-from aperiodic_assets.assets.downstream import (
-    DAILY_TABLE,
-    SUMMARY_TABLE,
-    l1_imbalance_daily,
-    l1_imbalance_monthly_summary,
-)
-from aperiodic_assets.assets.l1_imbalance import (
+from aperiodic_assets.core import watch
+from aperiodic_assets.core.clock import ENV as CLOCK_ENV
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import METRIC, METRIC_COLUMNS, SCHEMA, TIME
+from aperiodic_assets.core.universe import Universe
+from aperiodic_assets.core.warehouse import QUARANTINE, Warehouse
+from aperiodic_assets.defs._dagster_internals import backfill_subset_keys
+from aperiodic_assets.defs.assets.downstream import DAILY_TABLE, SUMMARY_TABLE
+from aperiodic_assets.defs.assets.l1_imbalance import (
     OUTCOME,
     WITHDRAW_CONFIRMED,
     WITHDRAW_TAG,
     WITHDRAWN,
-    l1_imbalance,
 )
-from aperiodic_assets.assets.reporting import NORMALIZED, WARNINGS_TAG
-from aperiodic_assets.automation import SensorSettings, evaluate
-from aperiodic_assets.clock import ENV as CLOCK_ENV
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
-from aperiodic_assets.resources import AperiodicResource, RetrySettings
+from aperiodic_assets.defs.assets.reporting import NORMALIZED, WARNINGS_TAG
+from aperiodic_assets.defs.automation import SensorSettings, evaluate
+from aperiodic_assets.defs.partitions import partition_key
+from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings
 from aperiodic_assets.sandbox import Sandbox
 from aperiodic_assets.sandbox.shapes import EXTRA_COLUMN, other_exchange
-from aperiodic_assets.schema import METRIC, METRIC_COLUMNS, SCHEMA, TIME
-from aperiodic_assets.warehouse import QUARANTINE, Warehouse
 
 from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY, materialize_partition, month_table
+from .deployed import DEPLOYMENT, l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary
 from .loopback import serving
 
 JUNE, JULY, AUGUST, SEPTEMBER = (Month(2026, m) for m in (6, 7, 8, 9))
@@ -65,6 +61,10 @@ HIVE_DAYS = list(range(1, 10))
 GRAPH = [l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary]
 #: The sensor as these tests run it: one instrument, one month, a one-second interval.
 SENSOR = SensorSettings(interval_s=1, lookback_months=0)
+#: The sensor's view: BTC_1H alone, with SENSOR's settings.
+WATCHING = replace(
+    DEPLOYMENT, universe=Universe((BTC_1H,), DEPLOYMENT.universe.start_month), sensor=SENSOR
+)
 
 
 @pytest.fixture(autouse=True)
@@ -167,7 +167,7 @@ class Sensor:
         client = self.aperiodic.get_client(max_connections=SENSOR.concurrency)
         try:
             context = dg.build_sensor_context(instance=self.instance, cursor=self.cursor)
-            result = evaluate(context, client, [BTC_1H], self.month, SENSOR)
+            result = evaluate(context, client, WATCHING, self.month)
         finally:
             client.close()
         self.cursor = result.cursor

@@ -13,11 +13,12 @@ import time
 
 import dagster as dg
 
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, OUTCOME, RETRY_AFTER, l1_imbalance
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, OUTCOME, RETRY_AFTER
+from aperiodic_assets.defs.partitions import partition_key
 
 from .conftest import BTC_1H, materialize_partition
+from .deployed import l1_imbalance
 
 MONTH = Month(2026, 7)
 

@@ -22,14 +22,14 @@ import pyarrow.dataset as ds
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from aperiodic_assets.assets.l1_imbalance import l1_imbalance
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
-from aperiodic_assets.resources import AperiodicResource, WarehouseResource
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.warehouse import Warehouse
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.defs.partitions import partition_key
+from aperiodic_assets.defs.resources import AperiodicResource, WarehouseResource
 
 from .conftest import BTC_1H, KEY, month_table
+from .deployed import l1_imbalance
 from .s3_server import BUCKET, REGION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,10 +41,10 @@ WRITER = """
 import sys
 import numpy as np
 import pyarrow as pa
-from aperiodic_assets.months import Month
-from aperiodic_assets.schema import METRIC_COLUMNS, TIME
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.warehouse import Warehouse
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import METRIC_COLUMNS, TIME
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.warehouse import Warehouse
 
 url, key, month, rows = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 random = np.random.default_rng(7)

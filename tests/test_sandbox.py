@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 import pytest
 import requests
 
-from aperiodic_assets.months import Month
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import METRIC_COLUMNS, SCHEMA
 from aperiodic_assets.sandbox import (
     CORRUPTION_MODES,
     SHAPES,
@@ -60,7 +61,6 @@ from aperiodic_assets.sandbox.data import (
 from aperiodic_assets.sandbox.faults import make_fault, parse_fault_list, parse_fault_spec
 from aperiodic_assets.sandbox.shapes import apply_shape
 from aperiodic_assets.sandbox.steering import ACTIONS, BY_PATH
-from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 TODAY = date(2026, 9, 15)

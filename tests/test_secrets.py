@@ -19,8 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 
 from .conftest import BTC_1H, TODAY

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aperiodic_assets.settings import (
+from aperiodic_assets.core.settings import (
     check_warehouse_url,
     env_cron,
     env_float,

@@ -22,11 +22,11 @@ import s3fs
 from dagster._core.scheduler.instigation import TickStatus
 from dagster._serdes import deserialize_value
 
-from aperiodic_assets.demo import SANDBOX_KEY, sandbox_process
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import month_partitions, partition_key
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox import RemoteSandbox
-from aperiodic_assets.universe import Instrument
+from aperiodic_assets.tools.demo import SANDBOX_KEY, sandbox_process
 
 from .conftest import BTC_1H
 from .dagster_services import (
@@ -39,6 +39,7 @@ from .dagster_services import (
     load_yaml,
     start_service,
 )
+from .deployed import month_partitions
 from .postgres_server import Postgres, postgres_cluster
 
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")

@@ -1,8 +1,8 @@
 """The Dagster UI as a person sees it, in headless Chromium: what ``make screenshots`` shows.
 
-Same path as ``make screenshots`` (aperiodic_assets.screenshots) on two instruments of the same
-exchange and symbol, which differ only in their interval: the UI cuts keys in the middle, so the
-partitions view must still tell them apart; the month the sandbox corrupts must show its
+Same path as ``make screenshots`` (aperiodic_assets.tools.screenshots) on two instruments of the
+same exchange and symbol, which differ only in their interval: the UI cuts keys in the middle, so
+the partitions view must still tell them apart; the month the sandbox corrupts must show its
 failing check by name; and the checks whose failure rejects a month must say they are blocking.
 Needs Chromium (`make test` installs Debian's package through tools/system-deps): without it
 this test fails, it does not skip.
@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aperiodic_assets.screenshots import (
+from aperiodic_assets.core.universe import DEFAULT_UNIVERSE, load_universe
+from aperiodic_assets.core.validation import CHECKS
+from aperiodic_assets.tools.screenshots import (
     FAILING_CHECK,
     demo_instance,
     find_chromium,
     photograph,
     webserver,
 )
-from aperiodic_assets.universe import DEFAULT_UNIVERSE, load_universe
-from aperiodic_assets.validation import CHECKS
 
 #: The README links these; a few hundred KB at most each.
 PNGS = {"lineage", "partitions", "rejected_month_checks", "monthly_summary", "summary_chart"}

@@ -22,12 +22,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, OUTCOME, RETRY_AFTER
-from aperiodic_assets.automation import REQUEST_TAG, TRIGGER_TAG
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import month_partitions, partition_key
-from aperiodic_assets.universe import Instrument
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, OUTCOME, RETRY_AFTER
+from aperiodic_assets.defs.automation import REQUEST_TAG, TRIGGER_TAG
+from aperiodic_assets.defs.partitions import partition_key
 
+from .deployed import month_partitions
 from .week import Week, running_week
 
 BTC = Instrument("binance-futures", "perpetual-BTC-USDT:USDT", "4h", "exchange")

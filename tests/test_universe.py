@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aperiodic_assets.partitions import UNIVERSE
-from aperiodic_assets.universe import (
+from aperiodic_assets.core.universe import (
     DEFAULT_UNIVERSE,
     Instrument,
     UniverseError,
@@ -19,6 +18,7 @@ from aperiodic_assets.universe import (
 )
 
 from .conftest import TODAY
+from .deployed import UNIVERSE
 
 #: What Dagster's UI shows of a long partition key at 1600 px: both ends, the middle cut; as few
 #: as 9 characters each side in a check's partition list (11 in the asset's partitions view).

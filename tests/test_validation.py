@@ -1,4 +1,4 @@
-"""Specification of ``aperiodic_assets.validation``: one passing and one failing table per rule.
+"""Specification of ``aperiodic_assets.core.validation``: a passing and a failing table per rule.
 
 Tables come from ``build_table``: bid/ask amounts sampled a few times per interval, the metric
 columns computed from them by their definitions (point columns from the last sample, ``*_avg``
@@ -16,10 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from aperiodic_assets.months import Month
-from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA, TIME, interval_seconds
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.validation import CHECKS, RuleResult, ValidationConfig, validate
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import METRIC_COLUMNS, SCHEMA, TIME, interval_seconds
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.validation import CHECKS, RuleResult, ValidationConfig, validate
 
 MONTH = Month(2026, 7)
 SAMPLES = 4

@@ -9,20 +9,21 @@ import dagster as dg
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.api import AperiodicClient
-from aperiodic_assets.assemble import Part, assemble
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, l1_imbalance
-from aperiodic_assets.months import Month
-from aperiodic_assets.normalize import Normalization, normalize
-from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.core.api import AperiodicClient
+from aperiodic_assets.core.assemble import Part, assemble
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.normalize import Normalization, normalize
+from aperiodic_assets.core.schema import INTERVALS, TIMESTAMP_MODES
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.validation import CHECKS, ValidationReport, validate
+from aperiodic_assets.core.warehouse import QUARANTINE, Warehouse
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.corruption import MODES
-from aperiodic_assets.schema import INTERVALS, TIMESTAMP_MODES
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.validation import CHECKS, ValidationReport, validate
-from aperiodic_assets.warehouse import QUARANTINE, Warehouse
 
 from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY, materialize_partition
+from .deployed import l1_imbalance
 
 JULY = Month(2026, 7)
 CHECK_OF = {rule.name: check.name for check in CHECKS for rule in check.rules}

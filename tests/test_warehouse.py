@@ -15,10 +15,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from aperiodic_assets.months import Month
-from aperiodic_assets.schema import METRIC_COLUMNS, SCHEMA
-from aperiodic_assets.universe import Instrument
-from aperiodic_assets.warehouse import Warehouse
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.schema import METRIC_COLUMNS, SCHEMA
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.warehouse import Warehouse
 
 from .conftest import BTC_1H, month_table
 

@@ -4,8 +4,8 @@ withdrawal is confirmed before anything moves."""
 
 from __future__ import annotations
 
-from aperiodic_assets import watch
-from aperiodic_assets.api import FileInfo, FileStamp
+from aperiodic_assets.core import watch
+from aperiodic_assets.core.api import FileInfo, FileStamp
 
 KEY = "BTC.1h.binance-futures.perpetual-BTC-USDT:USDT.exchange|2026-11"
 HOUR = 3600.0

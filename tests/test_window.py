@@ -7,10 +7,10 @@ from datetime import date, datetime
 
 import pytest
 
-from aperiodic_assets.api import FileInfo
-from aperiodic_assets.months import Month
-from aperiodic_assets.pipeline import expected_window
-from aperiodic_assets.universe import load_universe
+from aperiodic_assets.core.api import FileInfo
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.pipeline import expected_window
+from aperiodic_assets.core.universe import load_universe
 
 NOVEMBER = Month(2026, 11)
 

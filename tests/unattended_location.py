@@ -12,7 +12,7 @@ from __future__ import annotations
 import dagster as dg
 
 from aperiodic_assets import definitions as deployed
-from aperiodic_assets.resources import AperiodicResource, RetrySettings
+from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings
 
 SHORT_RETRY = RetrySettings(
     max_attempts=3,

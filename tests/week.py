@@ -21,13 +21,13 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from aperiodic_assets.assets.downstream import L1_IMBALANCE_DAILY
-from aperiodic_assets.assets.l1_imbalance import L1_IMBALANCE, OUTCOME
-from aperiodic_assets.automation import watched_months
-from aperiodic_assets.months import Month
-from aperiodic_assets.partitions import partition_key
+from aperiodic_assets.core.months import Month
+from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.defs.assets.downstream import L1_IMBALANCE_DAILY
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, OUTCOME
+from aperiodic_assets.defs.automation import watched_months
+from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
-from aperiodic_assets.universe import Instrument
 
 from .dagster_services import REPO_ROOT, DagsterServices, dagster_services
 

@@ -12,8 +12,8 @@ import hmac
 import time
 from datetime import date
 
-from ..months import Month
-from ..schema import INTERVALS, METRIC, TIMESTAMP_MODES
+from ..core.months import Month
+from ..core.schema import INTERVALS, METRIC, TIMESTAMP_MODES
 from . import faults as fx
 from .catalog import object_path, symbols
 from .messages import Reply, Request, apply_wire_fault, error_reply, fault_reply, json_reply

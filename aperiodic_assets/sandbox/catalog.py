@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from urllib.parse import quote, unquote
 
-from ..months import Month, month_range
-from ..schema import INTERVALS, METRIC, TIMESTAMP_MODES
+from ..core.months import Month, month_range
+from ..core.schema import INTERVALS, METRIC, TIMESTAMP_MODES
 
 #: exchange -> Atlas symbol -> first day with data (realistic listing dates).
 LISTINGS: dict[str, dict[str, date]] = {

@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..months import Month
-from ..schema import METRIC_COLUMNS, TIME, interval_seconds
+from ..core.months import Month
+from ..core.schema import METRIC_COLUMNS, TIME, interval_seconds
 
 #: Corruption mode -> the one validation rule that catches it.
 MODES: dict[str, str] = {

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..schema import INTERVALS, METRIC_COLUMNS, SCHEMA, TIME, TIMESTAMP_MODES
+from ..core.schema import INTERVALS, METRIC_COLUMNS, SCHEMA, TIME, TIMESTAMP_MODES
 
 #: Book snapshots taken per interval; point columns use the last, ``*_avg`` columns the mean.
 SAMPLES_PER_INTERVAL = 6
@@ -152,9 +152,9 @@ def generate(
 ) -> pa.Table:
     """Deterministic ``l1_imbalance`` rows for the days ``start <= day < end`` (``end`` exclusive).
 
-    The table has exactly :data:`aperiodic_assets.schema.SCHEMA`; ``time`` is the interval start,
-    naive UTC. ``revision`` > 0 simulates a republished (corrected) file: different values, same
-    shape. Any day's rows are the same whichever range it was requested in.
+    The table has exactly :data:`aperiodic_assets.core.schema.SCHEMA`; ``time`` is the interval
+    start, naive UTC. ``revision`` > 0 simulates a republished (corrected) file: different values,
+    same shape. Any day's rows are the same whichever range it was requested in.
     """
     times, bid, ask = sample_amounts(exchange, symbol, interval, timestamp, start, end, revision)
     columns = metrics_from_amounts(bid, ask)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
 
-from ..months import Month
+from ..core.months import Month
 
 LIST = "list"
 DOWNLOAD = "download"

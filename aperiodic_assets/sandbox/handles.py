@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import replace
 from typing import Any
 
-from ..months import Month
+from ..core.months import Month
 from .api import API_PREFIX
 from .handler import Server
 from .state import SandboxConfig, SandboxState

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..schema import METRIC_COLUMNS, TIME
+from ..core.schema import METRIC_COLUMNS, TIME
 from .catalog import LISTINGS
 from .data import stable_seed
 

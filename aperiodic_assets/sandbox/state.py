@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from ..months import Month
+from ..core.months import Month
 from . import faults as fx
 from .catalog import Calendar, Listings, build_listings
 from .corruption import MODES

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from ..months import Month
+from ..core.months import Month
 from .messages import Reply, Request, error_reply, json_reply
 from .state import SandboxState
 

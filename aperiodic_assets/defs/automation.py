@@ -20,68 +20,29 @@ from typing import TypeVar
 
 import dagster as dg
 
-from . import clock, watch
+from ..core import clock, watch
+from ..core.api import AperiodicClient, AperiodicError, FileInfo
+from ..core.months import Month
+from ..core.universe import Instrument
 from ._dagster_internals import backfill_request, backfills_over, ranged_run_requests
-from .api import AperiodicClient, AperiodicError, FileInfo
 from .assets.l1_imbalance import (
-    L1_IMBALANCE,
     OUTCOME,
     RETRY_AFTER,
     SOURCE_STAMPS,
     WITHDRAW_CONFIRMED,
     WITHDRAW_TAG,
 )
-from .months import Month
-from .partitions import UNIVERSE, l1_partitions, month_partitions, partition_key
+from .deployment import Deployment, SensorSettings
+from .partitions import partition_key
 from .resources import AperiodicResource
-from .settings import env_cron, env_float, env_int
-from .universe import Instrument
 
 #: Tag on what the automation requests, naming which of it did (the sensor or the schedule).
 TRIGGER_TAG = "aperiodic/trigger"
 #: Tag on the sensor's backfills: which tick's request it carries, so the next ticks can ask
 #: the instance whether it finished.
 REQUEST_TAG = "aperiodic/request"
-MAX_BUDGET_S = 45.0
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-
-@dataclass(frozen=True)
-class SensorSettings:
-    """How often and how hard the sensor looks; environment variables override the defaults."""
-
-    #: Seconds between evaluations (APERIODIC_SENSOR_INTERVAL_S).
-    interval_s: int = 3600
-    #: Completed months watched besides the current one (APERIODIC_SENSOR_LOOKBACK_MONTHS).
-    lookback_months: int = 2
-    #: Wall time one evaluation may spend on the API (APERIODIC_SENSOR_BUDGET_S, at most
-    #: MAX_BUDGET_S): Dagster times a sensor out at 60 s, and the tick still has to read the
-    #: instance and write its cursor after the API work.
-    budget_s: float = 25.0
-    #: Listings and ranged GETs in flight at once (APERIODIC_SENSOR_CONCURRENCY).
-    concurrency: int = 8
-
-    def __post_init__(self) -> None:
-        if not 0 < self.budget_s <= MAX_BUDGET_S:
-            raise ValueError(
-                f"APERIODIC_SENSOR_BUDGET_S={self.budget_s:g}: the sensor's budget must be over 0"
-                f" and at most {MAX_BUDGET_S:g} s (Dagster times a sensor evaluation out at 60 s)"
-            )
-
-    @classmethod
-    def from_env(cls) -> SensorSettings:
-        return cls(
-            interval_s=env_int("APERIODIC_SENSOR_INTERVAL_S", cls.interval_s, minimum=1),
-            lookback_months=env_int(
-                "APERIODIC_SENSOR_LOOKBACK_MONTHS", cls.lookback_months, minimum=0
-            ),
-            budget_s=env_float("APERIODIC_SENSOR_BUDGET_S", cls.budget_s, minimum=1.0),
-            concurrency=env_int("APERIODIC_SENSOR_CONCURRENCY", cls.concurrency, minimum=1),
-        )
-
-
-SETTINGS = SensorSettings.from_env()
 
 
 def watched_months(current: Month, lookback: int) -> list[Month]:
@@ -170,11 +131,11 @@ class Tick:
 
 
 def latest_materializations(
-    instance: dg.DagsterInstance, keys: Iterable[str]
+    instance: dg.DagsterInstance, asset: dg.AssetKey, keys: Iterable[str]
 ) -> dict[str, watch.Materialized]:
     """Per partition, the files its latest materialization was built from: two queries."""
     out = {}
-    for record in _latest(instance, dg.DagsterEventType.ASSET_MATERIALIZATION, keys):
+    for record in _latest(instance, asset, dg.DagsterEventType.ASSET_MATERIALIZATION, keys):
         mat = record.asset_materialization
         if mat is None or mat.partition is None:
             continue
@@ -182,10 +143,12 @@ def latest_materializations(
     return out
 
 
-def latest_failures(instance: dg.DagsterInstance, keys: Iterable[str]) -> dict[str, watch.Failed]:
+def latest_failures(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, keys: Iterable[str]
+) -> dict[str, watch.Failed]:
     """Per partition, its latest failed attempt as the asset recorded it: two queries."""
     out = {}
-    for record in _latest(instance, dg.DagsterEventType.ASSET_OBSERVATION, keys):
+    for record in _latest(instance, asset, dg.DagsterEventType.ASSET_OBSERVATION, keys):
         event = record.event_log_entry.asset_observation
         if event is None or event.partition is None or OUTCOME not in event.metadata:
             continue
@@ -200,14 +163,15 @@ def latest_failures(instance: dg.DagsterInstance, keys: Iterable[str]) -> dict[s
 
 
 def _latest(
-    instance: dg.DagsterInstance, event_type: dg.DagsterEventType, keys: Iterable[str]
+    instance: dg.DagsterInstance,
+    asset: dg.AssetKey,
+    event_type: dg.DagsterEventType,
+    keys: Iterable[str],
 ) -> list[dg.EventLogRecord]:
-    storage_ids = instance.get_latest_storage_id_by_partition(L1_IMBALANCE, event_type, set(keys))
+    storage_ids = instance.get_latest_storage_id_by_partition(asset, event_type, set(keys))
     if not storage_ids:
         return []
-    records_filter = dg.AssetRecordsFilter(
-        asset_key=L1_IMBALANCE, storage_ids=list(storage_ids.values())
-    )
+    records_filter = dg.AssetRecordsFilter(asset_key=asset, storage_ids=list(storage_ids.values()))
     fetch = (
         instance.fetch_materializations
         if event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
@@ -229,11 +193,13 @@ def _rotate(items: Sequence[_T], start: int) -> list[_T]:
 def evaluate(
     context: dg.SensorEvaluationContext,
     client: AperiodicClient,
-    instruments: Sequence[Instrument],
+    deployment: Deployment,
     current: Month,
-    settings: SensorSettings,
 ) -> dg.SensorResult:
-    """One sensor evaluation; separate from the decorated sensor so tests can pass a universe."""
+    """One sensor evaluation of ``deployment``'s universe with its sensor settings."""
+    settings = deployment.sensor or SensorSettings()
+    instruments = deployment.universe.instruments
+    asset = deployment.l1_key
     started_at = time.monotonic()
     deadline = started_at + settings.budget_s
     # Every listing and probe of this tick, retries and timeouts included, ends by the deadline.
@@ -249,8 +215,8 @@ def evaluate(
     listed_keys = {str(partition_key(i, m)) for i in listed for m in tick.months}
     watched = tick.watched(
         listed,
-        latest_materializations(context.instance, listed_keys),
-        latest_failures(context.instance, listed_keys),
+        latest_materializations(context.instance, asset, listed_keys),
+        latest_failures(context.instance, asset, listed_keys),
     )
 
     settled = watch.settle_in_flight(
@@ -319,11 +285,11 @@ def evaluate(
         context.log.info(f"requesting {r.key}: {r.reason}")
     if len(requests) + len(plan.withdrawals) > shown:
         context.log.info(f"... and {len(requests) + len(plan.withdrawals) - shown} more partitions")
-    tags = {TRIGGER_TAG: "new_month_sensor", REQUEST_TAG: request_id}
+    tags = {TRIGGER_TAG: deployment.name("new_month_sensor"), REQUEST_TAG: request_id}
     run_requests = [
         backfill_request(
-            L1_IMBALANCE,
-            l1_partitions,
+            asset,
+            deployment.partitions.l1,
             [r.key for r in batch],
             {**tags, "aperiodic/partitions": str(len(batch)), **extra},
         )
@@ -336,67 +302,81 @@ def evaluate(
     return dg.SensorResult(run_requests=run_requests, cursor=cursor.dump())
 
 
-@dg.sensor(
-    name="new_month_sensor",
-    description="Requests one backfill of the partitions (current month and the last completed"
-    " ones) whose published files are new, have new days, or were republished since they were"
-    " last materialized.",
-    asset_selection=[L1_IMBALANCE],
-    minimum_interval_seconds=SETTINGS.interval_s,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-)
-def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicResource):
-    last = month_partitions.get_last_partition_key()
-    if last is None:
-        return dg.SkipReason("no month in the partitions yet")
-    current = min(Month.of(clock.today()), Month.parse(last))
-    client = aperiodic.get_client(logger=context.log, max_connections=SETTINGS.concurrency)
-    try:
-        return evaluate(context, client, UNIVERSE.instruments, current, SETTINGS)
-    finally:
-        client.close()
+def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
+    """The sensor that requests what is new or changed at Aperiodic (see :func:`evaluate`)."""
+    settings = deployment.sensor or SensorSettings()
+
+    @dg.sensor(
+        name=deployment.name("new_month_sensor"),
+        description="Requests one backfill of the partitions (current month and the last"
+        " completed ones) whose published files are new, have new days, or were republished"
+        " since they were last materialized.",
+        asset_selection=[deployment.l1_key],
+        minimum_interval_seconds=settings.interval_s,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )
+    def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicResource):
+        current = deployment.partitions.current_month(Month.of(clock.today()))
+        if current is None:
+            return dg.SkipReason("no month in the partitions yet")
+        client = aperiodic.get_client(logger=context.log, max_connections=settings.concurrency)
+        try:
+            return evaluate(context, client, deployment, current)
+        finally:
+            client.close()
+
+    return new_month_sensor
 
 
-def schedule_requests(month: Month, instruments: Iterable[Instrument]) -> list[dg.RunRequest]:
+def schedule_requests(
+    deployment: Deployment, month: Month, instruments: Iterable[Instrument]
+) -> list[dg.RunRequest]:
     """Every instrument's ``month`` as the ranged runs of one single-run backfill."""
     keys = [str(partition_key(i, month)) for i in instruments]
     return ranged_run_requests(
-        L1_IMBALANCE,
-        l1_partitions,
+        deployment.l1_key,
+        deployment.partitions.l1,
         keys,
         run_key=f"scheduled:{month}",
-        tags={TRIGGER_TAG: "monthly_schedule", "aperiodic/month": month.key},
+        tags={TRIGGER_TAG: deployment.name("monthly_schedule"), "aperiodic/month": month.key},
     )
 
 
-@dg.schedule(
-    name="monthly_schedule",
-    description="The last completed month of every instrument that does not hold it whole yet, a"
-    " few hours after month end (UTC), in as few runs as a backfill: a backstop for the sensor.",
-    cron_schedule=env_cron("APERIODIC_SCHEDULE_CRON", "0 6 1 * *"),
-    execution_timezone="UTC",
-    target=[L1_IMBALANCE],
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
-def monthly_schedule(context: dg.ScheduleEvaluationContext):
-    month = Month.of(context.scheduled_execution_time.date()).previous()
-    keys = {str(partition_key(i, month)): i for i in UNIVERSE.instruments}
-    done = complete_partitions(context.instance, month, keys)
-    todo = [i for k, i in keys.items() if k not in done]
-    if not todo:
-        return dg.SkipReason(f"{month}: every instrument already holds the whole month")
-    return schedule_requests(month, todo)
+def build_monthly_schedule(deployment: Deployment, cron: str) -> dg.ScheduleDefinition:
+    """The backstop schedule: the last completed month of every instrument, after month end."""
+    asset = deployment.l1_key
+
+    @dg.schedule(
+        name=deployment.name("monthly_schedule"),
+        description="The last completed month of every instrument that does not hold it whole"
+        " yet, a few hours after month end (UTC), in as few runs as a backfill: a backstop for"
+        " the sensor.",
+        cron_schedule=cron,
+        execution_timezone="UTC",
+        target=[asset],
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+    def monthly_schedule(context: dg.ScheduleEvaluationContext):
+        month = Month.of(context.scheduled_execution_time.date()).previous()
+        keys = {str(partition_key(i, month)): i for i in deployment.universe.instruments}
+        done = complete_partitions(context.instance, asset, month, keys)
+        todo = [i for k, i in keys.items() if k not in done]
+        if not todo:
+            return dg.SkipReason(f"{month}: every instrument already holds the whole month")
+        return schedule_requests(deployment, month, todo)
+
+    return monthly_schedule
 
 
 def complete_partitions(
-    instance: dg.DagsterInstance, month: Month, keys: Iterable[str]
+    instance: dg.DagsterInstance, asset: dg.AssetKey, month: Month, keys: Iterable[str]
 ) -> set[str]:
     """Partitions of ``month`` whose latest materialization already reaches its last day (the
     sensor landed them): the schedule, a backstop, leaves them alone."""
     last_day = month.last_day.isoformat()
     return {
         record.asset_materialization.partition
-        for record in _latest(instance, dg.DagsterEventType.ASSET_MATERIALIZATION, keys)
+        for record in _latest(instance, asset, dg.DagsterEventType.ASSET_MATERIALIZATION, keys)
         if record.asset_materialization is not None
         and record.asset_materialization.partition is not None
         and (through := record.asset_materialization.metadata.get("through")) is not None

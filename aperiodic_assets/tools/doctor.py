@@ -1,4 +1,4 @@
-"""``make doctor`` (``python -m aperiodic_assets.doctor``): will a run work with this environment?
+"""``make doctor`` (``python -m aperiodic_assets.tools.doctor``): will a run work here?
 
 A preflight for a new set-up, with the variables a run uses (APERIODIC_API_URL,
 APERIODIC_API_KEY, WAREHOUSE_URL, APERIODIC_UNIVERSE, DAGSTER_HOME). It checks, in one table with
@@ -30,21 +30,27 @@ from typing import Any
 
 import yaml
 
-from . import clock
-from .api import (
+from ..core import clock
+from ..core.api import (
     DEFAULT_API_URL,
     AperiodicClient,
     AperiodicError,
     ApiError,
     RetryConfig,
 )
-from .months import Month
-from .normalize import NormalizationError, file_span, normalize
-from .pipeline import completed, expected_window
-from .settings import check_warehouse_url
-from .universe import Instrument, Universe, UniverseError, load_configured_universe, universe_path
-from .validation import validate
-from .warehouse import Warehouse
+from ..core.months import Month
+from ..core.normalize import NormalizationError, file_span, normalize
+from ..core.pipeline import completed, expected_window
+from ..core.settings import check_warehouse_url
+from ..core.universe import (
+    Instrument,
+    Universe,
+    UniverseError,
+    load_configured_universe,
+    universe_path,
+)
+from ..core.validation import validate
+from ..core.warehouse import Warehouse
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skipped"
 #: The pool the l1_imbalance asset runs in (assets/l1_imbalance.py API_POOL).

@@ -34,14 +34,14 @@ from urllib.parse import quote
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
-from . import clock
+from ..core import clock
+from ..core.months import Month
+from ..core.universe import DEFAULT_UNIVERSE, Instrument, load_universe
+from ..core.validation import CHECKS
+from ..sandbox import RemoteSandbox
 from .demo import SANDBOX_KEY, sandbox_process
-from .months import Month
-from .sandbox import RemoteSandbox
-from .universe import DEFAULT_UNIVERSE, Instrument, load_universe
-from .validation import CHECKS
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTANCE_CONFIG = REPO_ROOT / "dagster_home" / "dagster.yaml"
 DEFAULT_OUT = REPO_ROOT / "docs" / "img"
 VIEWPORT = {"width": 1600, "height": 1000}
@@ -145,7 +145,7 @@ def demo_instance(
     instruments = load_universe(universe).instruments
     rejected_month = first_demo_month(n_months).previous()
     rejected = f"{instruments[0].key}|{rejected_month.key}"
-    _run([sys.executable, "-m", "aperiodic_assets.demo", "--months", str(n_months)], env)
+    _run([sys.executable, "-m", "aperiodic_assets.tools.demo", "--months", str(n_months)], env)
     with sandbox_process([]) as api_url:
         env |= {"APERIODIC_API_URL": api_url, "APERIODIC_API_KEY": SANDBOX_KEY}
         first = instruments[0]

@@ -83,13 +83,16 @@ def _env_number(
 def env_cron(name: str, default: str, *, environ: Mapping[str, str] | None = None) -> str:
     """The cron expression in variable ``name``: five fields (minute hour day month weekday)."""
     raw = (os.environ if environ is None else environ).get(name, "").strip()
-    if not raw:
-        return default
+    return check_cron(raw, f"{name}={raw!r}", f"{name}={default!r}") if raw else default
+
+
+def check_cron(raw: str, where: str, example: str) -> str:
+    """``raw`` if it is a cron expression of five fields, else ValueError naming ``where``."""
     fields = raw.split()
     if len(fields) != 5 or not all(_CRON_FIELD.fullmatch(f) for f in fields):
         raise ValueError(
-            f"{name}={raw!r} is not a cron expression of five fields (minute hour day month"
-            f" weekday), e.g. {name}={default!r}, the default"
+            f"{where} is not a cron expression of five fields (minute hour day month weekday),"
+            f" e.g. {example}, the default"
         )
     return raw
 
@@ -98,17 +101,22 @@ def env_owners(name: str, default: str, *, environ: Mapping[str, str] | None = N
     """Comma-separated owners in variable ``name``: ``team:name`` or email addresses."""
     raw = (os.environ if environ is None else environ).get(name, "").strip() or default
     owners = [o.strip() for o in raw.split(",") if o.strip()]
+    return check_owners(owners, f"{name}={raw!r}", f"{name}=team:data-platform,ops@example.com")
+
+
+def check_owners(owners: list[str], where: str, example: str) -> list[str]:
+    """``owners`` if each is ``team:name`` or an email address, else ValueError naming
+    ``where``."""
     wrong = [o for o in owners if not (_TEAM.fullmatch(o) or _EMAIL.fullmatch(o))]
     if wrong or not owners:
         raise ValueError(
-            f"{name}={raw!r}: {', '.join(repr(o) for o in wrong) or 'nothing'} is not an owner;"
-            " give comma-separated team:name or email addresses, e.g."
-            f" {name}=team:data-platform,ops@example.com"
+            f"{where}: {', '.join(repr(o) for o in wrong) or 'nothing'} is not an owner;"
+            f" give team:name or email addresses, e.g. {example}"
         )
     return owners
 
 
-def check_warehouse_url(url: str) -> str:
+def check_warehouse_url(url: str, name: str = "WAREHOUSE_URL") -> str:
     """``url`` if it names a warehouse this package can use, else ValueError saying what is wrong.
 
     Accepted: a local folder (relative or absolute), ``file:///absolute/path`` and
@@ -119,7 +127,7 @@ def check_warehouse_url(url: str) -> str:
     warehouse is built and tested on local folders and S3 only; ``memory://`` would also vanish
     with each run's process).
     """
-    where = f"WAREHOUSE_URL={url!r}"
+    where = f"{name}={url!r}"
     if not url.strip():
         raise ValueError(
             f"{where} is empty; unset it for ./warehouse or give a folder or s3:// URL"

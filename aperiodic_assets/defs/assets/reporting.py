@@ -11,7 +11,6 @@ own keys (``dagster/row_count``, ``dagster/uri``, ``dagster/table_name``,
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,11 +20,10 @@ from urllib.parse import quote
 import dagster as dg
 import pyarrow as pa
 
+from ...core.pipeline import PartitionOutcome
+from ...core.schema import AVG_COLUMNS, METRIC, POINT_COLUMNS, SCHEMA, TIME
+from ...core.validation import CHECKS, CheckResult, ValidationReport
 from .._dagster_internals import AssetCheckEvaluationTargetMaterializationData
-from ..pipeline import PartitionOutcome
-from ..schema import AVG_COLUMNS, METRIC, POINT_COLUMNS, SCHEMA, TIME
-from ..settings import env_owners
-from ..validation import CHECKS, CheckResult, ValidationReport
 
 #: Metadata key of the source files' identity (one digest over every file).
 SOURCE_IDENTITY = "source_files_identity"
@@ -47,22 +45,6 @@ COLUMN_SCHEMA = "dagster/column_schema"
 #: The checks whose failure rejects a month (severity error). Blocking: a downstream asset in the
 #: same run does not run after one fails, and the UI says so.
 BLOCKING_CHECKS = frozenset(c.name for c in CHECKS if c.severity == "error")
-
-#: Who answers for the assets (the catalog's owners): comma-separated ``team:name`` or email
-#: addresses in APERIODIC_OWNERS; anything else stops the code location, naming the variable.
-OWNERS = env_owners("APERIODIC_OWNERS", "team:data-platform")
-
-
-def storage_kind(warehouse_url: str) -> str:
-    """The catalog's storage kind for a warehouse URL: ``s3`` or ``filesystem``."""
-    return "s3" if warehouse_url.startswith("s3://") else "filesystem"
-
-
-#: The catalog's kinds: Parquet files written by Python code, and where they are stored. The
-#: storage is the warehouse *resource*'s, known for sure only in a run (each materialization's
-#: ``dagster/uri`` names it); kinds are fixed when the definitions load, so they follow the
-#: WAREHOUSE_URL the code location starts with, as definitions.py's resource does.
-KINDS = {"parquet", "python", storage_kind(os.environ.get("WAREHOUSE_URL") or "warehouse")}
 
 
 def column_schema(

@@ -23,18 +23,15 @@ import pyarrow as pa
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
-from .. import clock
-from ..months import Month
-from ..partitions import l1_partitions, month_partitions, parse_partition_key
+from ...core import clock
+from ...core.months import Month
+from ...core.schema import INTERVALS, TIME
+from ...core.universe import Instrument
+from ...core.warehouse import Warehouse
+from ..deployment import Deployment
 from ..resources import WarehouseResource
-from ..schema import INTERVALS, TIME
-from ..universe import Instrument
-from ..warehouse import Warehouse
-from .l1_imbalance import L1_IMBALANCE
 from .reporting import (
     COLUMN_SCHEMA,
-    KINDS,
-    OWNERS,
     column_schema,
     table,
     table_metadata,
@@ -101,101 +98,110 @@ FOLLOW_ANY_UPSTREAM = FOLLOW_UPSTREAM.replace(
 ).with_label("eager on upstream data changes, every month, any instrument present")
 
 
-@dg.asset(
-    key=L1_IMBALANCE_DAILY,
-    partitions_def=l1_partitions,
-    deps=[L1_IMBALANCE],
-    code_version="1",
-    automation_condition=FOLLOW_UPSTREAM,
-    group_name="aperiodic",
-    kinds=KINDS,
-    owners=OWNERS,
-    metadata={COLUMN_SCHEMA: DAILY_COLUMNS},
-    description="Daily statistics of l1_imbalance per instrument: mean/min/max imbalance_ratio,"
-    " mean bid_percentage, rows and completeness.",
-)
-def _l1_imbalance_daily(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    instrument, month = parse_partition_key(context.partition_key)
-    store = warehouse.get_warehouse()
-    source = store.read([instrument], [month], SOURCE_COLUMNS).to_pandas()
-    if source.empty:
-        withdrawn = store.withdrawn(instrument, month)
-        upstream = (
-            f"withdrawn: the l1_imbalance partition was moved to {withdrawn[-1]}"
-            if withdrawn
-            else f"no upstream data: no l1_imbalance partition in {store.url}"
+def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
+    """The two example assets of one deployment, downstream of its ``l1_imbalance``."""
+    partitions = deployment.partitions
+    upstream = deployment.l1_key
+
+    @dg.asset(
+        key=deployment.key(L1_IMBALANCE_DAILY.path[-1]),
+        partitions_def=partitions.l1,
+        deps=[upstream],
+        code_version="1",
+        automation_condition=FOLLOW_UPSTREAM,
+        group_name=deployment.group,
+        kinds=deployment.kinds,
+        owners=list(deployment.owners),
+        metadata={COLUMN_SCHEMA: DAILY_COLUMNS},
+        description="Daily statistics of l1_imbalance per instrument: mean/min/max imbalance_ratio,"
+        " mean bid_percentage, rows and completeness.",
+    )
+    def _l1_imbalance_daily(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        instrument, month = partitions.parse(context.partition_key)
+        store = warehouse.get_warehouse()
+        source = store.read([instrument], [month], SOURCE_COLUMNS).to_pandas()
+        if source.empty:
+            withdrawn = store.withdrawn(instrument, month)
+            upstream = (
+                f"withdrawn: the l1_imbalance partition was moved to {withdrawn[-1]}"
+                if withdrawn
+                else f"no upstream data: no l1_imbalance partition in {store.url}"
+            )
+            context.log.warning(f"{instrument.key} {month}: {upstream}; 0 rows.")
+            return _without_data(store, instrument, month, DAILY_TABLE, DAILY_COLUMNS, upstream)
+        daily = daily_stats(source, month).drop(columns=INSTRUMENT_COLUMNS)
+        written = store.write(
+            instrument, month, _to_arrow(daily, DAILY_SCHEMA), table_name=DAILY_TABLE
         )
-        context.log.warning(f"{instrument.key} {month}: {upstream}; 0 rows.")
-        return _without_data(store, instrument, month, DAILY_TABLE, DAILY_COLUMNS, upstream)
-    daily = daily_stats(source, month).drop(columns=INSTRUMENT_COLUMNS)
-    written = store.write(instrument, month, _to_arrow(daily, DAILY_SCHEMA), table_name=DAILY_TABLE)
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(written.sha256),
-        metadata={
-            "rows": dg.MetadataValue.int(written.rows),
-            "source_rows": dg.MetadataValue.int(len(source)),
-            "path": dg.MetadataValue.path(written.path),
-            "sha256": written.sha256,
-            "preview": _table(daily.head(10)),
-            **table_metadata(DAILY_TABLE, written.path, written.rows, DAILY_COLUMNS),
-        },
+        return dg.MaterializeResult(
+            data_version=dg.DataVersion(written.sha256),
+            metadata={
+                "rows": dg.MetadataValue.int(written.rows),
+                "source_rows": dg.MetadataValue.int(len(source)),
+                "path": dg.MetadataValue.path(written.path),
+                "sha256": written.sha256,
+                "preview": _table(daily.head(10)),
+                **table_metadata(DAILY_TABLE, written.path, written.rows, DAILY_COLUMNS),
+            },
+        )
+
+    @dg.asset(
+        key=deployment.key(L1_IMBALANCE_MONTHLY_SUMMARY.path[-1]),
+        partitions_def=partitions.months,
+        deps=[dg.AssetDep(upstream, partition_mapping=EVERY_INSTRUMENT_OF_THE_MONTH)],
+        code_version="1",
+        automation_condition=FOLLOW_ANY_UPSTREAM,
+        group_name=deployment.group,
+        kinds=deployment.kinds,
+        owners=list(deployment.owners),
+        metadata={COLUMN_SCHEMA: SUMMARY_COLUMNS},
+        description="All instruments of a month side by side (rows, mean imbalance_ratio, mean"
+        " bid_percentage, completeness) and a chart of their daily mean imbalance_ratio.",
     )
-
-
-@dg.asset(
-    key=L1_IMBALANCE_MONTHLY_SUMMARY,
-    partitions_def=month_partitions,
-    deps=[dg.AssetDep(L1_IMBALANCE, partition_mapping=EVERY_INSTRUMENT_OF_THE_MONTH)],
-    code_version="1",
-    automation_condition=FOLLOW_ANY_UPSTREAM,
-    group_name="aperiodic",
-    kinds=KINDS,
-    owners=OWNERS,
-    metadata={COLUMN_SCHEMA: SUMMARY_COLUMNS},
-    description="All instruments of a month side by side (rows, mean imbalance_ratio, mean"
-    " bid_percentage, completeness) and a chart of their daily mean imbalance_ratio.",
-)
-def _l1_imbalance_monthly_summary(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    month = Month.parse(context.partition_key)
-    store = warehouse.get_warehouse()
-    # Instruments whose partition was withdrawn have no file: they are simply not in here.
-    source = store.read(months=[month], columns=SOURCE_COLUMNS).to_pandas()
-    summary = monthly_summary(source, month)
-    chart = daily_chart(daily_stats(source, month), month)
-    chart_path = store.write_file(None, month, CHART_FILE, chart, table_name=SUMMARY_TABLE)
-    if source.empty:
-        upstream = f"no instrument has an l1_imbalance partition for {month} in {store.url}"
-        context.log.warning(f"{month}: {upstream} (withdrawn or never written); 0 instruments.")
-        return _without_data(store, None, month, SUMMARY_TABLE, SUMMARY_COLUMNS, upstream)
-    written = store.write(None, month, _to_arrow(summary, SUMMARY_SCHEMA), table_name=SUMMARY_TABLE)
-    image = base64.b64encode(chart).decode()
-    return dg.MaterializeResult(
-        # Both files are the output: either changing is a new version.
-        data_version=dg.DataVersion(
-            hashlib.sha256(bytes.fromhex(written.sha256) + chart).hexdigest()
-        ),
-        metadata={
-            # First: on the asset's page, "Show Markdown" beside it opens the chart.
-            "chart": dg.MetadataValue.md(
-                f"![daily mean imbalance_ratio, {month}](data:image/png;base64,{image})"
+    def _l1_imbalance_monthly_summary(
+        context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    ) -> dg.MaterializeResult:
+        month = Month.parse(context.partition_key)
+        store = warehouse.get_warehouse()
+        # Instruments whose partition was withdrawn have no file: they are simply not in here.
+        source = store.read(months=[month], columns=SOURCE_COLUMNS).to_pandas()
+        summary = monthly_summary(source, month)
+        chart = daily_chart(daily_stats(source, month), month)
+        chart_path = store.write_file(None, month, CHART_FILE, chart, table_name=SUMMARY_TABLE)
+        if source.empty:
+            upstream = f"no instrument has an l1_imbalance partition for {month} in {store.url}"
+            context.log.warning(f"{month}: {upstream} (withdrawn or never written); 0 instruments.")
+            return _without_data(store, None, month, SUMMARY_TABLE, SUMMARY_COLUMNS, upstream)
+        written = store.write(
+            None, month, _to_arrow(summary, SUMMARY_SCHEMA), table_name=SUMMARY_TABLE
+        )
+        image = base64.b64encode(chart).decode()
+        return dg.MaterializeResult(
+            # Both files are the output: either changing is a new version.
+            data_version=dg.DataVersion(
+                hashlib.sha256(bytes.fromhex(written.sha256) + chart).hexdigest()
             ),
-            "table": _table(summary),
-            "instruments": dg.MetadataValue.int(len(summary)),
-            "rows": dg.MetadataValue.int(int(summary["rows"].sum())),
-            "path": dg.MetadataValue.path(written.path),
-            "chart_path": dg.MetadataValue.path(chart_path),
-            # The table's rows are instruments: the row count is theirs, not the source rows'.
-            **table_metadata(SUMMARY_TABLE, written.path, written.rows, SUMMARY_COLUMNS),
-        },
-    )
+            metadata={
+                # First: on the asset's page, "Show Markdown" beside it opens the chart.
+                "chart": dg.MetadataValue.md(
+                    f"![daily mean imbalance_ratio, {month}](data:image/png;base64,{image})"
+                ),
+                "table": _table(summary),
+                "instruments": dg.MetadataValue.int(len(summary)),
+                "rows": dg.MetadataValue.int(int(summary["rows"].sum())),
+                "path": dg.MetadataValue.path(written.path),
+                "chart_path": dg.MetadataValue.path(chart_path),
+                # The table's rows are instruments: the row count is theirs, not the source rows'.
+                **table_metadata(SUMMARY_TABLE, written.path, written.rows, SUMMARY_COLUMNS),
+            },
+        )
 
-
-l1_imbalance_daily = with_code_references(_l1_imbalance_daily)
-l1_imbalance_monthly_summary = with_code_references(_l1_imbalance_monthly_summary)
+    return [
+        with_code_references(_l1_imbalance_daily),
+        with_code_references(_l1_imbalance_monthly_summary),
+    ]
 
 
 def _without_data(

@@ -19,28 +19,28 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from .. import clock
+from ...core import clock
+from ...core.api import AperiodicError, TransientError
+from ...core.months import Month
+from ...core.pipeline import PartitionRejected, completed, run_partition
+from ...core.schema import METRIC
+from ...core.universe import Instrument
+from ...core.validation import CHECKS, ValidationConfig
+from ...core.warehouse import Warehouse
 from .._dagster_internals import check_target, materialization_tags
-from ..api import AperiodicError, TransientError
-from ..partitions import l1_partitions, parse_partition_key
-from ..pipeline import PartitionRejected, completed, run_partition
+from ..deployment import Deployment
 from ..resources import AperiodicResource, WarehouseResource
-from ..schema import METRIC
-from ..settings import env_float
-from ..validation import CHECKS, ValidationConfig
-from ..warehouse import Warehouse
 from .reporting import (
     BLOCKING_CHECKS,
     COLUMN_SCHEMA,
-    KINDS,
     L1_COLUMNS,
-    OWNERS,
     SOURCE_IDENTITY,
     SOURCE_STAMPS,
     WARNINGS_TAG,
@@ -64,11 +64,11 @@ __all__ = [
     "WITHDRAWN",
     "WITHDRAW_CONFIRMED",
     "WITHDRAW_TAG",
-    "l1_imbalance",
+    "build_l1_imbalance",
 ]
 
+#: The asset's key in the default deployment (another key prefix gives another key).
 L1_IMBALANCE = dg.AssetKey(["aperiodic", "l1_imbalance"])
-API_POOL = "aperiodic_api"
 CODE_VERSION = "1"
 #: Observation metadata of a partition that failed for good in a run: "rejected" or "failed".
 OUTCOME = "aperiodic/outcome"
@@ -80,9 +80,6 @@ WITHDRAWN = "withdrawn"
 #: the month's file out of the warehouse when the listing is still empty.
 WITHDRAW_TAG = "aperiodic/withdraw"
 WITHDRAW_CONFIRMED = "confirmed"
-#: The deployment's default for ``retry_after_wait_max_s``: runs the sensor launches take no
-#: run config, so a deployment sets it here.
-RUN_WAIT_MAX_S = env_float("APERIODIC_RUN_WAIT_MAX_S", 300.0, minimum=0.0)
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -93,50 +90,29 @@ RETRY_POLICY = dg.RetryPolicy(
 #: dagster.yaml.
 FRESHNESS = dg.FreshnessPolicy.cron(deadline_cron="0 6 * * *", lower_bound_delta=timedelta(hours=6))
 
-with warnings.catch_warnings():
-    # Partitioned check specs are a preview feature; they are what makes each partition show
-    # its own check results instead of one check over all partitions.
-    warnings.simplefilter("ignore", dg.PreviewWarning)
-    CHECK_SPECS = [
-        dg.AssetCheckSpec(
-            spec.name,
-            asset=L1_IMBALANCE,
-            description=f"[{spec.severity}] {spec.description}"
-            + (
-                " A failure rejects the month: nothing is written to the warehouse."
-                if spec.severity == "error"
-                else " A failure is a warning: the month is written."
-            ),
-            partitions_def=l1_partitions,
-            # An error check's failure rejects the month: downstream assets must not run on it.
-            blocking=spec.name in BLOCKING_CHECKS,
-        )
-        for spec in CHECKS
-    ]
-
 
 class L1ImbalanceConfig(dg.Config):
-    """Validation tolerances (the defaults suit Aperiodic's float64 files), backfill threads and
-    how long a run may wait for the API."""
+    """Run config: validation tolerances, backfill threads and how long a run may wait for the
+    API. Unset tolerances and waits are the deployment's (the component's attributes)."""
 
-    abs_tol: float = 1e-9
-    rel_tol: float = 1e-9
-    nan_share_max: float = 0.01
+    abs_tol: float | None = Field(default=None, ge=0.0)
+    rel_tol: float | None = Field(default=None, ge=0.0)
+    nan_share_max: float | None = Field(default=None, ge=0.0, le=1.0)
     partition_concurrency: int = Field(
         default=4,
         ge=1,
         description="Partitions a backfill (ranged) run processes at once. Each holds one month"
         " in memory; API calls in flight are at most this times the client's download limit.",
     )
-    retry_after_wait_max_s: float = Field(
-        default=RUN_WAIT_MAX_S,
+    retry_after_wait_max_s: float | None = Field(
+        default=None,
         ge=0.0,
         le=900.0,
         description="Longest wait a run spends on a partition the API asked to come back to"
         " later (Retry-After) or that failed transiently. A run retries after waits up to this"
         " long; a longer one fails the partition at once, naming the wait, and the new-month"
-        " sensor requests it again once the wait is over. No run sleeps longer. Default:"
-        " APERIODIC_RUN_WAIT_MAX_S, else 300 s.",
+        " sensor requests it again once the wait is over. No run sleeps longer. Default: the"
+        " deployment's (APERIODIC_RUN_WAIT_MAX_S, else 300 s).",
     )
     partition_attempts: int = Field(
         default=3,
@@ -147,84 +123,134 @@ class L1ImbalanceConfig(dg.Config):
         " asked for or a backoff; partitions that landed are never redone.",
     )
 
+    def tolerances(self, deployment: ValidationConfig) -> ValidationConfig:
+        chosen = {"abs_tol": self.abs_tol, "rel_tol": self.rel_tol}
+        chosen["nan_share_max"] = self.nan_share_max
+        return replace(deployment, **{k: v for k, v in chosen.items() if v is not None})
 
-@dg.multi_asset(
-    name="l1_imbalance",
-    specs=[
-        dg.AssetSpec(
-            L1_IMBALANCE,
-            partitions_def=l1_partitions,
-            # A month Aperiodic has not published yet materializes nothing.
-            skippable=True,
-            group_name="aperiodic",
-            kinds=KINDS,
-            owners=OWNERS,
-            # The catalog shows the columns before anything is materialized.
-            metadata={COLUMN_SCHEMA: L1_COLUMNS},
-            code_version=CODE_VERSION,
-            freshness_policy=FRESHNESS,
-            description="Aperiodic l1_imbalance for one instrument and month, validated, as"
-            " hive-partitioned Parquet in the warehouse.",
-        )
-    ],
-    check_specs=CHECK_SPECS,
-    # Check outputs are only optional in a subsettable multi-asset; needed for skipped months.
-    can_subset=True,
-    pool=API_POOL,
-    # One run per contiguous range of partition keys: run start-up is paid once per range.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    retry_policy=RETRY_POLICY,
-)
-def _l1_imbalance(
-    context: dg.AssetExecutionContext,
-    config: L1ImbalanceConfig,
-    aperiodic: AperiodicResource,
-    warehouse: WarehouseResource,
-) -> Iterator[
-    dg.MaterializeResult | dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation
-]:
-    client = aperiodic.get_client(
-        logger=context.log,
-        client_tag=context.run.run_id,
-        # Every partition thread shares the client's connection pool.
-        max_connections=config.partition_concurrency * aperiodic.max_concurrent_downloads,
-    )
-    tolerances = ValidationConfig(
-        abs_tol=config.abs_tol, rel_tol=config.rel_tol, nan_share_max=config.nan_share_max
-    )
-    store = warehouse.get_warehouse()
-    # Read once, before any listing: every partition of the run is judged at the same date.
-    today = clock.today()
-    withdraw = context.run.tags.get(WITHDRAW_TAG) == WITHDRAW_CONFIRMED
 
-    def land(key: str) -> Landed | None:
-        instrument, month = parse_partition_key(key)
-        outcome = run_partition(client, store, instrument, month, tolerances, today=today)
-        if outcome.published or not withdraw:
-            return landed(outcome)
-        return _withdrawn(context, store, key)
-
-    selected = {key.name for key in context.selected_asset_check_keys}
-    try:
-        if context.has_partition_key:
-            yield from _one_partition(context, land, selected, config.retry_after_wait_max_s)
-        else:
-            patient = _patiently(
-                land,
-                config.partition_attempts,
-                config.retry_after_wait_max_s,
-                client.retry.backoff_max_s,
-                context.log,
+def check_specs(key: dg.AssetKey, partitions_def: dg.PartitionsDefinition) -> list:
+    """One check per validation rule, per partition; the error ones block."""
+    with warnings.catch_warnings():
+        # Partitioned check specs are a preview feature; they are what makes each partition
+        # show its own check results instead of one check over all partitions.
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return [
+            dg.AssetCheckSpec(
+                spec.name,
+                asset=key,
+                description=f"[{spec.severity}] {spec.description}"
+                + (
+                    " A failure rejects the month: nothing is written to the warehouse."
+                    if spec.severity == "error"
+                    else " A failure is a warning: the month is written."
+                ),
+                partitions_def=partitions_def,
+                # An error check's failure rejects the month: downstream must not run on it.
+                blocking=spec.name in BLOCKING_CHECKS,
             )
-            yield from _partition_range(context, patient, config.partition_concurrency, selected)
-    finally:
-        client.close()
+            for spec in CHECKS
+        ]
 
 
-l1_imbalance = with_code_references(_l1_imbalance)
+def build_l1_imbalance(deployment: Deployment) -> dg.AssetsDefinition:
+    """The validated monthly ``l1_imbalance`` asset of one deployment, with its checks."""
+    key = deployment.l1_key
+    partitions = deployment.partitions
+
+    @dg.multi_asset(
+        name=deployment.name("l1_imbalance"),
+        specs=[
+            dg.AssetSpec(
+                key,
+                partitions_def=partitions.l1,
+                # A month Aperiodic has not published yet materializes nothing.
+                skippable=True,
+                group_name=deployment.group,
+                kinds=deployment.kinds,
+                owners=list(deployment.owners),
+                # The catalog shows the columns before anything is materialized.
+                metadata={COLUMN_SCHEMA: L1_COLUMNS},
+                code_version=CODE_VERSION,
+                freshness_policy=FRESHNESS,
+                description="Aperiodic l1_imbalance for one instrument and month, validated, as"
+                " hive-partitioned Parquet in the warehouse.",
+            )
+        ],
+        check_specs=check_specs(key, partitions.l1),
+        # Check outputs are only optional in a subsettable multi-asset; needed for skipped
+        # months.
+        can_subset=True,
+        pool=deployment.pool,
+        # One run per contiguous range of partition keys: run start-up is paid once per range.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=RETRY_POLICY,
+    )
+    def l1_imbalance(
+        context: dg.AssetExecutionContext,
+        config: L1ImbalanceConfig,
+        aperiodic: AperiodicResource,
+        warehouse: WarehouseResource,
+    ) -> Iterator[
+        dg.MaterializeResult
+        | dg.AssetMaterialization
+        | dg.AssetObservation
+        | dg.AssetCheckEvaluation
+    ]:
+        client = aperiodic.get_client(
+            logger=context.log,
+            client_tag=context.run.run_id,
+            # Every partition thread shares the client's connection pool.
+            max_connections=config.partition_concurrency * aperiodic.max_concurrent_downloads,
+        )
+        tolerances = config.tolerances(deployment.tolerances)
+        wait_max = (
+            deployment.run_wait_max_s
+            if config.retry_after_wait_max_s is None
+            else config.retry_after_wait_max_s
+        )
+        store = warehouse.get_warehouse()
+        # Read once, before any listing: every partition of the run is judged at the same date.
+        today = clock.today()
+        withdraw = context.run.tags.get(WITHDRAW_TAG) == WITHDRAW_CONFIRMED
+
+        def land(partition: str) -> Landed | None:
+            instrument, month = partitions.parse(partition)
+            outcome = run_partition(client, store, instrument, month, tolerances, today=today)
+            if outcome.published:
+                return landed(outcome)
+            if withdraw:
+                return _withdrawn(context, store, instrument, month)
+            context.log.info(
+                f"{instrument.key} {month}: Aperiodic publishes no file for this month yet;"
+                " nothing was materialized."
+            )
+            return None
+
+        selected = {check.name for check in context.selected_asset_check_keys}
+        try:
+            if context.has_partition_key:
+                yield from _one_partition(context, land, selected, wait_max)
+            else:
+                patient = _patiently(
+                    land,
+                    config.partition_attempts,
+                    wait_max,
+                    client.retry.backoff_max_s,
+                    context.log,
+                )
+                yield from _partition_range(
+                    context, patient, config.partition_concurrency, selected
+                )
+        finally:
+            client.close()
+
+    return with_code_references(l1_imbalance)
 
 
-def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str) -> Landed:
+def _withdrawn(
+    context: dg.AssetExecutionContext, warehouse: Warehouse, instrument: Instrument, month: Month
+) -> Landed:
     """A confirmed withdrawal: the month's file moves to ``_withdrawn/`` and the partition says
     so (0 rows, a new data version), so downstream assets follow; nothing is deleted.
 
@@ -232,7 +258,6 @@ def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str
     it, or someone moved it), the partition is still recorded as withdrawn, pointing at the
     newest withdrawn copy if there is one, so the sensor stops asking.
     """
-    instrument, month = parse_partition_key(key)
     moved_to = warehouse.withdraw(instrument, month)
     earlier = warehouse.withdrawn(instrument, month) if moved_to is None else []
     where = moved_to or (earlier[-1] if earlier else None)
@@ -261,18 +286,18 @@ def _withdrawn(context: dg.AssetExecutionContext, warehouse: Warehouse, key: str
 
 
 def _rejected_checks(
-    exc: PartitionRejected, partition: str, selected: set[str]
+    asset: dg.AssetKey, exc: PartitionRejected, partition: str, selected: set[str]
 ) -> Iterator[dg.AssetCheckEvaluation]:
     """Each check's result for a rejected month: the failing ones Failed, the others Passed."""
     if exc.validation is None:  # the files could not even be assembled into one table
         return
     for check in check_results(exc.validation):
         if check.check_name in selected:
-            yield check_evaluation(check, L1_IMBALANCE, partition, target=None)
+            yield check_evaluation(check, asset, partition, target=None)
 
 
 def _attempt(
-    partition: str, error: BaseException, description: str | None = None
+    asset: dg.AssetKey, partition: str, error: BaseException, description: str | None = None
 ) -> dg.AssetObservation:
     """A partition that failed for good in this run, recorded where the new-month sensor reads
     it: a rejected month waits for its files to change, a transient failure for its wait."""
@@ -283,7 +308,7 @@ def _attempt(
     wait = getattr(error, "retry_after_s", None)
     if wait is not None:
         metadata[RETRY_AFTER] = float(wait)
-    return dg.AssetObservation(asset_key=L1_IMBALANCE, partition=partition, metadata=metadata)
+    return dg.AssetObservation(asset_key=asset, partition=partition, metadata=metadata)
 
 
 def _one_partition(
@@ -298,8 +323,8 @@ def _one_partition(
     try:
         result = land(key)
     except PartitionRejected as exc:
-        yield from _rejected_checks(exc, key, selected)
-        yield _attempt(key, exc)
+        yield from _rejected_checks(context.asset_key, exc, key, selected)
+        yield _attempt(context.asset_key, key, exc)
         raise dg.Failure(
             description=str(exc),
             metadata={
@@ -314,10 +339,9 @@ def _one_partition(
             not failure.allow_retries or context.retry_number >= RETRY_POLICY.max_retries
         ):
             # No retry follows: the sensor takes over.
-            yield _attempt(key, exc, failure.description)
+            yield _attempt(context.asset_key, key, exc, failure.description)
         raise failure from None
     if result is None:
-        _log_unpublished(context, key)
         return
     yield dg.MaterializeResult(
         data_version=dg.DataVersion(result.sha256),
@@ -398,30 +422,29 @@ def _partition_range(
     per partition (see :func:`_patiently`); what still fails is recorded for the sensor and left
     to it, or to the backfill's "re-execute from failure".
     """
-    keys = context.partition_keys
+    asset, keys = context.asset_key, context.partition_keys
+    partitions_def = context.assets_def.partitions_def
     failures: dict[str, str] = {}
     for key, result in completed(keys, land, concurrency):
         if isinstance(result, BaseException):
             failures[key] = _describe(result)
             context.log.error(f"{key}: {failures[key]}")
             if isinstance(result, PartitionRejected):
-                yield from _rejected_checks(result, key, selected)
-            yield _attempt(key, result)
-        elif result is None:
-            _log_unpublished(context, key)
-        else:
+                yield from _rejected_checks(asset, result, key, selected)
+            yield _attempt(asset, key, result)
+        elif result is not None:
             yield dg.AssetMaterialization(
-                asset_key=L1_IMBALANCE,
+                asset_key=asset,
                 partition=key,
                 metadata=result.metadata,
                 tags={
                     **result.tags,
-                    **materialization_tags(l1_partitions, key, CODE_VERSION, result.sha256),
+                    **materialization_tags(partitions_def, key, CODE_VERSION, result.sha256),
                 },
             )
-            target = check_target(context.instance, L1_IMBALANCE, key)
+            target = check_target(context.instance, asset, key)
             yield from (
-                check_evaluation(check, L1_IMBALANCE, key, target)
+                check_evaluation(check, asset, key, target)
                 for check in result.checks
                 if check.check_name in selected
             )
@@ -437,14 +460,6 @@ def _partition_range(
             },
             allow_retries=False,
         )
-
-
-def _log_unpublished(context: dg.AssetExecutionContext, key: str) -> None:
-    instrument, month = parse_partition_key(key)
-    context.log.info(
-        f"{instrument.key} {month}: Aperiodic publishes no file for this month yet;"
-        " nothing was materialized."
-    )
 
 
 def _describe(error: BaseException) -> str:

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import clock
-from .months import Month
+from ..core import clock
+from ..core.months import Month
 
 if TYPE_CHECKING:  # Dagster is imported when the demo runs: `make dev` imports this module too.
     import dagster as dg
 
-    from .universe import Instrument
+    from ..core.universe import Instrument
 
     Run = Callable[..., dg.ExecuteInProcessResult]
 
@@ -117,11 +117,11 @@ def _materialize(
 ) -> int:
     import dagster as dg
 
-    from .automation import watched_months
-    from .definitions import defs, s3
-    from .partitions import UNIVERSE, partition_key
-    from .resources import AperiodicResource, WarehouseResource
-    from .warehouse import Warehouse
+    from ..core.warehouse import Warehouse
+    from ..definitions import defs, deployment
+    from ..defs.automation import watched_months
+    from ..defs.partitions import partition_key
+    from ..defs.resources import AperiodicResource, WarehouseResource
 
     instance = dg.DagsterInstance.get()
     warehouse_url = Warehouse(os.environ.get("WAREHOUSE_URL") or "warehouse").url
@@ -134,14 +134,15 @@ def _materialize(
         resources={
             **(defs.resources or {}),
             "aperiodic": AperiodicResource(api_url=api_url, api_key=SANDBOX_KEY),
-            "warehouse": WarehouseResource(url=warehouse_url, s3=s3),
+            "warehouse": WarehouseResource(url=warehouse_url, s3=defs.resources["s3"]),
         },
     )
-    unknown = set(instrument_keys or ()) - set(UNIVERSE.keys)
+    universe = deployment.universe
+    unknown = set(instrument_keys or ()) - set(universe.keys)
     if unknown:
         raise SystemExit(f"--instrument: not in the universe: {sorted(unknown)}")
     instruments = [
-        i for i in UNIVERSE.instruments if instrument_keys is None or i.key in instrument_keys
+        i for i in universe.instruments if instrument_keys is None or i.key in instrument_keys
     ]
     current = Month.of(now.date())
     months = watched_months(current, n_months - 1)
@@ -188,7 +189,7 @@ def _materialize_downstream(
     A month no instrument has yet (the current one on the 1st) gets no summary: there is nothing
     to summarize, and asking would only fail.
     """
-    from .assets.downstream import L1_IMBALANCE_DAILY, L1_IMBALANCE_MONTHLY_SUMMARY
+    from ..defs.assets.downstream import L1_IMBALANCE_DAILY, L1_IMBALANCE_MONTHLY_SUMMARY
 
     # The code location's own asset job: the runs list names the asset, not an ad-hoc job.
     job = defs.resolve_implicit_global_asset_job_def()
@@ -218,7 +219,7 @@ def _row(
     result: dg.ExecuteInProcessResult,
     warehouse_url: str,
 ) -> dict[str, str]:
-    from .assets.reporting import ROW_COUNT, WARNINGS_TAG
+    from ..defs.assets.reporting import ROW_COUNT, WARNINGS_TAG
 
     status = OK if result.success else FAILED
     row = {"instrument": instrument.key, "month": month.key, "status": status}

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from . import clock
 from .months import Month
 from .schema import INTERVALS, TIMESTAMP_MODES
 
-DEFAULT_UNIVERSE = Path(__file__).with_name("universe.yaml")
+DEFAULT_UNIVERSE = Path(__file__).parent.parent / "universe.yaml"
 #: The variable naming another universe file.
 UNIVERSE_ENV = "APERIODIC_UNIVERSE"
 _SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
@@ -147,21 +147,27 @@ def load_configured_universe(
 
 
 def load_universe(path: Path | str = DEFAULT_UNIVERSE, today: date | None = None) -> Universe:
-    """Read and check a universe file; raises UniverseError listing every problem by place.
-
-    ``listed`` is a ``YYYY-MM-DD`` date, quoted or not, between :data:`EARLIEST_LISTING` and
-    ``today`` (default: the package's clock). Duplicate instruments are an error, not a silent
-    merge.
-    """
-    today = today or clock.today()
+    """Read and check a universe file; raises UniverseError listing every problem by place."""
     try:
         raw = yaml.load(Path(path).read_text(), Loader=_PlainScalars)
     except OSError as exc:
         raise UniverseError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except yaml.YAMLError as exc:
         raise UniverseError(f"{path}: not valid YAML: {exc}") from None
+    return parse_universe(raw, str(path), today)
+
+
+def parse_universe(raw: Any, source: str, today: date | None = None) -> Universe:
+    """Check a universe given as data (a file's contents, or a component's inline attribute);
+    raises UniverseError listing every problem by place, ``source`` first.
+
+    ``listed`` is a ``YYYY-MM-DD`` date, quoted or not, between :data:`EARLIEST_LISTING` and
+    ``today`` (default: the package's clock). Duplicate instruments are an error, not a silent
+    merge.
+    """
+    today = today or clock.today()
     if not isinstance(raw, dict):
-        raise UniverseError(f"{path}: expected a mapping with the keys {list(_FILE_KEYS)}")
+        raise UniverseError(f"{source}: expected a mapping with the keys {list(_FILE_KEYS)}")
     problems = _unknown_keys(raw, _FILE_KEYS)
     start_month = _start_month(raw.get("start_month"), today, problems)
     entries = raw.get("instruments")
@@ -180,7 +186,7 @@ def load_universe(path: Path | str = DEFAULT_UNIVERSE, today: date | None = None
                 f" ({instrument.key})"
             )
     if problems or start_month is None:
-        raise UniverseError(f"{path} is not a valid universe:\n  " + "\n  ".join(problems))
+        raise UniverseError(f"{source} is not a valid universe:\n  " + "\n  ".join(problems))
     return Universe(tuple(i for i in instruments if i is not None), start_month)
 
 
@@ -231,6 +237,8 @@ def _listed(value: Any, today: date) -> date | None:
     """The listing day of an entry (None when not given); ValueError says what is wrong."""
     if value is None:
         return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = value.isoformat()
     if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise ValueError(f"listed: expected a date like 2024-03-15, got {_shown(value)}")
     try:

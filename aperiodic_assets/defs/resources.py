@@ -15,8 +15,8 @@ from dagster_aws.s3 import S3Resource
 from dagster_aws.s3.resources import ResourceWithS3Configuration
 from pydantic import Field
 
-from .api import DEFAULT_ALLOWED_HOSTS, DEFAULT_API_URL, AperiodicClient, RetryConfig
-from .warehouse import Warehouse
+from ..core.api import DEFAULT_ALLOWED_HOSTS, DEFAULT_API_URL, AperiodicClient, RetryConfig
+from ..core.warehouse import Warehouse
 
 _RETRY_SETTINGS = {setting.name: setting for setting in fields(RetryConfig)}
 

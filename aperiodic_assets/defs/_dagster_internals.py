@@ -21,7 +21,7 @@ WRITTEN_FOR = "1.13"
 if not dg.__version__.startswith(WRITTEN_FOR + "."):
     raise ImportError(
         f"aperiodic_assets uses private Dagster APIs written for Dagster {WRITTEN_FOR}.x, and"
-        f" Dagster {dg.__version__} is installed. Check aperiodic_assets/_dagster_internals.py"
+        f" Dagster {dg.__version__} is installed. Check aperiodic_assets/defs/_dagster_internals.py"
         " against that release. Until then, the asset still works with"
         " BackfillPolicy.multi_run(1) (one run per partition, no ranged runs) and a sensor that"
         " yields one RunRequest per partition."

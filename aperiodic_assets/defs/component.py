@@ -1,0 +1,207 @@
+"""``AperiodicL1Imbalance``: the whole integration as one Dagster Component.
+
+A Dagster project adds it in a ``defs.yaml``::
+
+    type: aperiodic_assets.AperiodicL1Imbalance
+    attributes:
+      universe:
+        start_month: "2026-01"
+        instruments:
+          - {exchange: binance-futures, symbol: "perpetual-BTC-USDT:USDT", interval: 1h}
+      warehouse_url: s3://my-bucket/aperiodic
+
+and gets the validated ``l1_imbalance`` asset with its checks, the downstream examples, the
+new-month sensor, the monthly schedule, a job and the resources. This package's own code
+location (``definitions.py``) is the same component with every attribute left to the
+environment. Attributes left unset read the environment variable the code location has always
+read (named in each description), so one image serves both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field, model_validator
+
+from ..core.api import DEFAULT_API_URL
+from ..core.settings import check_cron, check_owners, check_warehouse_url
+from ..core.universe import Universe, load_configured_universe, load_universe, parse_universe
+from ..core.validation import ValidationConfig
+from .assets.downstream import build_downstream
+from .assets.l1_imbalance import build_l1_imbalance
+from .automation import build_monthly_schedule, build_new_month_sensor
+from .deployment import (
+    API_POOL,
+    DEFAULT_KEY_PREFIX,
+    Deployment,
+    SensorSettings,
+    storage_kind,
+)
+from .resources import AperiodicResource, WarehouseResource
+
+
+class SensorAttributes(dg.Model):
+    """The new-month sensor; unset numbers come from APERIODIC_SENSOR_* or the defaults."""
+
+    enabled: bool = True
+    interval_s: int | None = Field(default=None, ge=1)
+    lookback_months: int | None = Field(default=None, ge=0)
+    budget_s: float | None = Field(default=None, gt=0)
+    concurrency: int | None = Field(default=None, ge=1)
+
+    def settings(self) -> SensorSettings | None:
+        if not self.enabled:
+            return None
+        chosen = {k: v for k, v in self.model_dump(exclude={"enabled"}).items() if v is not None}
+        return replace(SensorSettings.from_env(), **chosen)
+
+
+class ScheduleAttributes(dg.Model):
+    """The monthly backstop schedule; unset cron: APERIODIC_SCHEDULE_CRON or ``0 6 1 * *``."""
+
+    enabled: bool = True
+    cron: str | None = None
+
+
+class ToleranceAttributes(dg.Model):
+    """Validation tolerances (runs may still override them in run config)."""
+
+    abs_tol: float = Field(default=ValidationConfig.abs_tol, ge=0)
+    rel_tol: float = Field(default=ValidationConfig.rel_tol, ge=0)
+    nan_share_max: float = Field(default=ValidationConfig.nan_share_max, ge=0, le=1)
+
+
+class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
+    """Aperiodic's l1_imbalance, validated, as a monthly-partitioned Parquet warehouse."""
+
+    universe: str | dict[str, Any] | None = Field(
+        default=None,
+        description="The instruments: a universe file's path (relative to this defs.yaml's"
+        " folder) or the same mapping inline (start_month, instruments). Unset: the file"
+        " APERIODIC_UNIVERSE names, else the packaged universe.yaml.",
+    )
+    warehouse_url: str | None = Field(
+        default=None,
+        description="A local folder or s3://bucket/prefix. Unset: WAREHOUSE_URL at run time,"
+        " else ./warehouse.",
+    )
+    api_url: str | None = Field(
+        default=None,
+        description="The API's base URL. Unset: APERIODIC_API_URL at run time, else the real API.",
+    )
+    api_key_env: str = Field(
+        default="APERIODIC_API_KEY",
+        description="The environment variable holding the API key (read at run time; the key"
+        " itself never belongs in YAML).",
+    )
+    key_prefix: list[str] = Field(
+        default=list(DEFAULT_KEY_PREFIX),
+        min_length=1,
+        description="Asset key prefix. Another prefix also prefixes the job, sensor and"
+        " schedule names, so two instances can share a code location.",
+    )
+    group: str = "aperiodic"
+    pool: str = Field(default=API_POOL, description="The pool runs calling the API hold.")
+    owners: list[str] | None = Field(
+        default=None,
+        description="Catalog owners. Unset: APERIODIC_OWNERS, else team:data-platform.",
+    )
+    downstream: bool = Field(default=True, description="Include the two downstream examples.")
+    sensor: SensorAttributes = Field(default_factory=SensorAttributes)
+    schedule: ScheduleAttributes = Field(default_factory=ScheduleAttributes)
+    tolerances: ToleranceAttributes = Field(default_factory=ToleranceAttributes)
+
+    @model_validator(mode="after")
+    def _check(self) -> AperiodicL1Imbalance:
+        """Mistakes stop the load, each naming its attribute."""
+        if self.warehouse_url is not None:
+            check_warehouse_url(self.warehouse_url, "warehouse_url")
+        if self.owners is not None:
+            check_owners(self.owners, f"owners: {self.owners}", "[team:data-platform]")
+        if self.schedule.cron is not None:
+            check_cron(self.schedule.cron, f"schedule.cron {self.schedule.cron!r}", "'0 6 1 * *'")
+        return self
+
+    def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
+        return self.build(self.deployment(base=context.path))
+
+    def build(self, deployment: Deployment) -> dg.Definitions:
+        """Everything this instance deploys, for its :meth:`deployment`."""
+        assets: list[dg.AssetsDefinition] = [build_l1_imbalance(deployment)]
+        if deployment.downstream:
+            assets += build_downstream(deployment)
+        s3 = S3Resource()
+        return dg.Definitions(
+            assets=assets,
+            jobs=[
+                dg.define_asset_job(
+                    deployment.name("l1_imbalance_job"),
+                    selection=[deployment.l1_key],
+                )
+            ],
+            sensors=[build_new_month_sensor(deployment)] if deployment.sensor else [],
+            schedules=(
+                [build_monthly_schedule(deployment, deployment.schedule_cron)]
+                if deployment.schedule_cron
+                else []
+            ),
+            # Steps run in the run's own process: the default multiprocess executor starts a
+            # second interpreter per step (~2 s and ~250 MB per run) for steps that mostly
+            # wait on I/O.
+            executor=dg.in_process_executor,
+            resources={
+                "aperiodic": AperiodicResource(
+                    api_url=self.api_url or _env_or("APERIODIC_API_URL", DEFAULT_API_URL),
+                    api_key=dg.EnvVar(self.api_key_env),
+                ),
+                # S3 settings for the warehouse; unset fields come from the standard AWS
+                # configuration (AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE...).
+                "s3": s3,
+                "warehouse": WarehouseResource(
+                    url=self.warehouse_url or _env_or("WAREHOUSE_URL", "warehouse"), s3=s3
+                ),
+            },
+        )
+
+    def deployment(self, base: Path | None = None) -> Deployment:
+        """This instance's choices, the unset ones from the environment; ``base``: the folder a
+        relative universe path is read from (the defs.yaml's; default: the working directory).
+        """
+        if self.warehouse_url is None:
+            # A mistyped WAREHOUSE_URL (s3:/bucket, S3://...) stops the load here, not later as
+            # a local folder named "s3:".
+            check_warehouse_url(os.environ.get("WAREHOUSE_URL") or "warehouse")
+        chosen: dict[str, Any] = {
+            "key_prefix": tuple(self.key_prefix),
+            "group": self.group,
+            "pool": self.pool,
+            "downstream": self.downstream,
+            "tolerances": ValidationConfig(**self.tolerances.model_dump()),
+            "sensor": self.sensor.settings(),
+        }
+        if self.owners is not None:
+            chosen["owners"] = tuple(self.owners)
+        if self.warehouse_url is not None:
+            chosen["storage"] = storage_kind(self.warehouse_url)
+        if not self.schedule.enabled:
+            chosen["schedule_cron"] = None
+        elif self.schedule.cron is not None:
+            chosen["schedule_cron"] = self.schedule.cron
+        return Deployment.from_env(self._universe(base or Path.cwd()), **chosen)
+
+    def _universe(self, base: Path) -> Universe:
+        if self.universe is None:
+            return load_configured_universe()
+        if isinstance(self.universe, str):
+            return load_universe(base / self.universe)
+        return parse_universe(self.universe, "the component's universe attribute")
+
+
+def _env_or(name: str, default: str) -> str | dg.EnvVar:
+    """An EnvVar when the variable is set (resolved at run time), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
