@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
-.PHONY: install system-deps demo doctor test test-dates dev lint format bench screenshots clean
+.PHONY: install system-deps demo doctor test test-dates wheel-check dev lint format bench screenshots clean
 
 install: $(STAMP)
 
@@ -46,6 +46,11 @@ test-dates: $(STAMP)
 	  APERIODIC_TEST_NOW=$$now TZ=UTC faketime "$${now/T/ }" \
 	    $(PY) -m pytest -q -p no:cacheprovider $(DATE_DESELECT) $(DATE_TESTS) || exit 1; \
 	done
+
+## wheel-check: the wheel built, installed with its dependencies into a fresh venv (from the
+## package index) and used outside this checkout: the component materializes a sandbox month
+wheel-check: $(STAMP)
+	tools/wheel-check
 
 ## doctor: checks the key, plan, symbols, newest files, warehouse and Dagster instance before
 ## the first run; exits 1 on anything that would fail one

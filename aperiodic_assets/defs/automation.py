@@ -130,54 +130,71 @@ class Tick:
         return out
 
 
-def latest_materializations(
-    instance: dg.DagsterInstance, asset: dg.AssetKey, keys: Iterable[str]
-) -> dict[str, watch.Materialized]:
-    """Per partition, the files its latest materialization was built from: two queries."""
-    out = {}
-    for record in _latest(instance, asset, dg.DagsterEventType.ASSET_MATERIALIZATION, keys):
-        mat = record.asset_materialization
-        if mat is None or mat.partition is None:
-            continue
-        out[mat.partition] = watch.Materialized(files=_stamps(mat.metadata), at=record.timestamp)
-    return out
+@dataclass(frozen=True)
+class History:
+    """What the instance recorded for one asset's partitions: two queries per question."""
 
+    instance: dg.DagsterInstance
+    asset: dg.AssetKey
 
-def latest_failures(
-    instance: dg.DagsterInstance, asset: dg.AssetKey, keys: Iterable[str]
-) -> dict[str, watch.Failed]:
-    """Per partition, its latest failed attempt as the asset recorded it: two queries."""
-    out = {}
-    for record in _latest(instance, asset, dg.DagsterEventType.ASSET_OBSERVATION, keys):
-        event = record.event_log_entry.asset_observation
-        if event is None or event.partition is None or OUTCOME not in event.metadata:
-            continue
-        wait = event.metadata.get(RETRY_AFTER)
-        out[event.partition] = watch.Failed(
-            at=record.timestamp,
-            rejected=event.metadata[OUTCOME].value == "rejected",
-            files=_stamps(event.metadata),
-            retry_after_s=None if wait is None else float(wait.value),
+    def materialized(self, keys: Iterable[str]) -> dict[str, watch.Materialized]:
+        """Per partition, the files its latest materialization was built from."""
+        out = {}
+        for record in self._latest(dg.DagsterEventType.ASSET_MATERIALIZATION, keys):
+            mat = record.asset_materialization
+            if mat is None or mat.partition is None:
+                continue
+            out[mat.partition] = watch.Materialized(
+                files=_stamps(mat.metadata), at=record.timestamp
+            )
+        return out
+
+    def failed(self, keys: Iterable[str]) -> dict[str, watch.Failed]:
+        """Per partition, its latest failed attempt as the asset recorded it."""
+        out = {}
+        for record in self._latest(dg.DagsterEventType.ASSET_OBSERVATION, keys):
+            event = record.event_log_entry.asset_observation
+            if event is None or event.partition is None or OUTCOME not in event.metadata:
+                continue
+            wait = event.metadata.get(RETRY_AFTER)
+            out[event.partition] = watch.Failed(
+                at=record.timestamp,
+                rejected=event.metadata[OUTCOME].value == "rejected",
+                files=_stamps(event.metadata),
+                retry_after_s=None if wait is None else float(wait.value),
+            )
+        return out
+
+    def complete(self, month: Month, keys: Iterable[str]) -> set[str]:
+        """Partitions of ``month`` whose latest materialization already reaches its last day
+        (the sensor landed them): the schedule, a backstop, leaves them alone."""
+        last_day = month.last_day.isoformat()
+        return {
+            record.asset_materialization.partition
+            for record in self._latest(dg.DagsterEventType.ASSET_MATERIALIZATION, keys)
+            if record.asset_materialization is not None
+            and record.asset_materialization.partition is not None
+            and (through := record.asset_materialization.metadata.get("through")) is not None
+            and through.value == last_day
+        }
+
+    def _latest(
+        self, event_type: dg.DagsterEventType, keys: Iterable[str]
+    ) -> list[dg.EventLogRecord]:
+        storage_ids = self.instance.get_latest_storage_id_by_partition(
+            self.asset, event_type, set(keys)
         )
-    return out
-
-
-def _latest(
-    instance: dg.DagsterInstance,
-    asset: dg.AssetKey,
-    event_type: dg.DagsterEventType,
-    keys: Iterable[str],
-) -> list[dg.EventLogRecord]:
-    storage_ids = instance.get_latest_storage_id_by_partition(asset, event_type, set(keys))
-    if not storage_ids:
-        return []
-    records_filter = dg.AssetRecordsFilter(asset_key=asset, storage_ids=list(storage_ids.values()))
-    fetch = (
-        instance.fetch_materializations
-        if event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
-        else instance.fetch_observations
-    )
-    return list(fetch(records_filter, limit=len(storage_ids)).records)
+        if not storage_ids:
+            return []
+        records_filter = dg.AssetRecordsFilter(
+            asset_key=self.asset, storage_ids=list(storage_ids.values())
+        )
+        fetch = (
+            self.instance.fetch_materializations
+            if event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+            else self.instance.fetch_observations
+        )
+        return list(fetch(records_filter, limit=len(storage_ids)).records)
 
 
 def _stamps(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, str]:
@@ -211,12 +228,13 @@ def evaluate(
     order = _rotate(instruments, cursor.next_instrument)
     listed, errors, done = tick.list_instruments(client, order, deadline)
     cursor.next_instrument = (cursor.next_instrument + done) % max(1, len(instruments))
+    history = History(context.instance, asset)
     all_keys = {str(partition_key(i, m)) for i in instruments for m in tick.months}
     listed_keys = {str(partition_key(i, m)) for i in listed for m in tick.months}
     watched = tick.watched(
         listed,
-        latest_materializations(context.instance, asset, listed_keys),
-        latest_failures(context.instance, asset, listed_keys),
+        history.materialized(listed_keys),
+        history.failed(listed_keys),
     )
 
     settled = watch.settle_in_flight(
@@ -359,26 +377,10 @@ def build_monthly_schedule(deployment: Deployment, cron: str) -> dg.ScheduleDefi
     def monthly_schedule(context: dg.ScheduleEvaluationContext):
         month = Month.of(context.scheduled_execution_time.date()).previous()
         keys = {str(partition_key(i, month)): i for i in deployment.universe.instruments}
-        done = complete_partitions(context.instance, asset, month, keys)
+        done = History(context.instance, asset).complete(month, keys)
         todo = [i for k, i in keys.items() if k not in done]
         if not todo:
             return dg.SkipReason(f"{month}: every instrument already holds the whole month")
         return schedule_requests(deployment, month, todo)
 
     return monthly_schedule
-
-
-def complete_partitions(
-    instance: dg.DagsterInstance, asset: dg.AssetKey, month: Month, keys: Iterable[str]
-) -> set[str]:
-    """Partitions of ``month`` whose latest materialization already reaches its last day (the
-    sensor landed them): the schedule, a backstop, leaves them alone."""
-    last_day = month.last_day.isoformat()
-    return {
-        record.asset_materialization.partition
-        for record in _latest(instance, asset, dg.DagsterEventType.ASSET_MATERIALIZATION, keys)
-        if record.asset_materialization is not None
-        and record.asset_materialization.partition is not None
-        and (through := record.asset_materialization.metadata.get("through")) is not None
-        and through.value == last_day
-    }

@@ -45,7 +45,9 @@ from .deployment import (
 from .resources import AperiodicResource, WarehouseResource
 
 
-class SensorAttributes(dg.Model):
+# Nested attribute models are Resolvable too: dg accepts a plain Model inside a component only
+# when its fields carry no constraints (ge=, le=...).
+class SensorAttributes(dg.Resolvable, dg.Model):
     """The new-month sensor; unset numbers come from APERIODIC_SENSOR_* or the defaults."""
 
     enabled: bool = True
@@ -61,14 +63,14 @@ class SensorAttributes(dg.Model):
         return replace(SensorSettings.from_env(), **chosen)
 
 
-class ScheduleAttributes(dg.Model):
+class ScheduleAttributes(dg.Resolvable, dg.Model):
     """The monthly backstop schedule; unset cron: APERIODIC_SCHEDULE_CRON or ``0 6 1 * *``."""
 
     enabled: bool = True
     cron: str | None = None
 
 
-class ToleranceAttributes(dg.Model):
+class ToleranceAttributes(dg.Resolvable, dg.Model):
     """Validation tolerances (runs may still override them in run config)."""
 
     abs_tol: float = Field(default=ValidationConfig.abs_tol, ge=0)
