@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from aperiodic_assets import AperiodicL1Imbalance
 from aperiodic_assets.core.months import Month
 from aperiodic_assets.core.schema import METRIC_COLUMNS
 from aperiodic_assets.core.universe import Instrument
@@ -212,6 +213,19 @@ def test_each_spec_has_owners_kinds_columns_and_its_code(assets_def, schema):
     assert source.read_text().splitlines()[reference.line_number - 1].lstrip().startswith("@dg.")
 
 
+def test_the_component_links_each_asset_to_its_line_in_git():
+    component = AperiodicL1Imbalance(git={"url": "https://github.com/acme/aperiodic-assets"})
+    defs = component.build(component.deployment())
+    for assets_def in defs.assets:
+        (spec,) = assets_def.specs
+        (reference,) = spec.metadata["dagster/code_references"].code_references
+        assert isinstance(reference, dg.UrlCodeReference)
+        base, line = reference.url.split("#L")
+        path = base.removeprefix("https://github.com/acme/aperiodic-assets/tree/main/")
+        assert path.startswith("aperiodic_assets/defs/assets/"), reference.url
+        assert (ROOT / path).read_text().splitlines()[int(line) - 1].lstrip().startswith("@dg.")
+
+
 def test_exactly_the_checks_that_reject_a_month_are_blocking():
     blocking = {spec.name: spec.blocking for spec in l1_imbalance.check_specs}
     assert blocking == {c.name: c.name in ERROR_CHECKS for c in CHECKS}
@@ -243,7 +257,10 @@ def test_owners_and_the_storage_kind_come_from_the_environment():
         "kinds": ["filesystem", "parquet", "python"],
     }, default.stderr
     bucket = spec_in_a_fresh_process(
-        {"APERIODIC_OWNERS": "team:quant-research, alice@example.com", "WAREHOUSE_URL": "s3://bucket/x"}
+        {
+            "APERIODIC_OWNERS": "team:quant-research, alice@example.com",
+            "WAREHOUSE_URL": "s3://bucket/x",
+        }
     )
     assert json.loads(bucket.stdout) == {
         "owners": ["team:quant-research", "alice@example.com"],

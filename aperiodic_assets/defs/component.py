@@ -20,7 +20,9 @@ read (named in each description), so one image serves both.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from .automation import build_monthly_schedule, build_new_month_sensor
 from .deployment import (
     API_POOL,
     DEFAULT_KEY_PREFIX,
+    MAX_BUDGET_S,
     Deployment,
     SensorSettings,
     storage_kind,
@@ -53,7 +56,7 @@ class SensorAttributes(dg.Resolvable, dg.Model):
     enabled: bool = True
     interval_s: int | None = Field(default=None, ge=1)
     lookback_months: int | None = Field(default=None, ge=0)
-    budget_s: float | None = Field(default=None, gt=0)
+    budget_s: float | None = Field(default=None, gt=0, le=MAX_BUDGET_S)
     concurrency: int | None = Field(default=None, ge=1)
 
     def settings(self) -> SensorSettings | None:
@@ -76,6 +79,13 @@ class ToleranceAttributes(dg.Resolvable, dg.Model):
     abs_tol: float = Field(default=ValidationConfig.abs_tol, ge=0)
     rel_tol: float = Field(default=ValidationConfig.rel_tol, ge=0)
     nan_share_max: float = Field(default=ValidationConfig.nan_share_max, ge=0, le=1)
+
+
+class GitAttributes(dg.Resolvable, dg.Model):
+    """The repository the package's code lives in, for the catalog's code links."""
+
+    url: str = Field(description="e.g. https://github.com/acme/aperiodic-assets")
+    branch: str = "main"
 
 
 class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
@@ -114,6 +124,11 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         description="Catalog owners. Unset: APERIODIC_OWNERS, else team:data-platform.",
     )
     downstream: bool = Field(default=True, description="Include the two downstream examples.")
+    git: GitAttributes | None = Field(
+        default=None,
+        description="Where this package's source is hosted: the catalog links each asset to its"
+        " code there. Unset: the code references are local file paths.",
+    )
     sensor: SensorAttributes = Field(default_factory=SensorAttributes)
     schedule: ScheduleAttributes = Field(default_factory=ScheduleAttributes)
     tolerances: ToleranceAttributes = Field(default_factory=ToleranceAttributes)
@@ -137,6 +152,8 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         assets: list[dg.AssetsDefinition] = [build_l1_imbalance(deployment)]
         if deployment.downstream:
             assets += build_downstream(deployment)
+        if self.git is not None:
+            assets = _linked_to_git(assets, self.git)
         s3 = S3Resource()
         return dg.Definitions(
             assets=assets,
@@ -202,6 +219,26 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         if isinstance(self.universe, str):
             return load_universe(base / self.universe)
         return parse_universe(self.universe, "the component's universe attribute")
+
+
+def _linked_to_git(
+    assets: list[dg.AssetsDefinition], git: GitAttributes
+) -> list[dg.AssetsDefinition]:
+    """The assets' local code references as links into the repository at ``git``: the path of
+    the package's ``__init__.py`` there anchors every other file, installed or checked out."""
+    anchor = Path(import_module("aperiodic_assets").__file__ or "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        linked = dg.link_code_references_to_git(
+            assets,
+            git_url=git.url,
+            git_branch=git.branch,
+            file_path_mapping=dg.AnchorBasedFilePathMapping(
+                local_file_anchor=anchor,
+                file_anchor_path_in_repository="aperiodic_assets/__init__.py",
+            ),
+        )
+    return [a for a in linked if isinstance(a, dg.AssetsDefinition)]
 
 
 def _env_or(name: str, default: str) -> str | dg.EnvVar:

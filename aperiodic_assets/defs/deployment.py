@@ -82,7 +82,10 @@ class Deployment:
     group: str = "aperiodic"
     pool: str = API_POOL
     owners: tuple[str, ...] = (DEFAULT_OWNERS,)
-    #: The warehouse's storage kind in the catalog (:func:`storage_kind`).
+    #: The warehouse's storage kind in the catalog (:func:`storage_kind`). Kinds are fixed when
+    #: the definitions load, so this follows the URL known then (the component's
+    #: ``warehouse_url``, else WAREHOUSE_URL at load); each materialization's ``dagster/uri``
+    #: names where the data really went.
     storage: str = "filesystem"
     tolerances: ValidationConfig = field(default_factory=ValidationConfig)
     run_wait_max_s: float = 300.0
