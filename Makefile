@@ -29,7 +29,7 @@ system-deps:
 ## test: the whole suite (sandbox, client, validation, Dagster, S3 on a local moto server), on
 ## 3 workers: most of its time is spent waiting on daemons, servers and retries, not computing
 test: $(STAMP) system-deps
-	$(PY) -m pytest -n 3
+	$(PY) -m pytest -n 3 --durations=12
 
 ## test-dates: the date-sensitive tests with the process clock (faketime) and the tests' TODAY
 ## (APERIODIC_TEST_NOW) at the instants that break date arithmetic: a year's first minutes, a
