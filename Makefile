@@ -27,9 +27,11 @@ system-deps:
 	@tools/system-deps chromium postgresql
 
 ## test: the whole suite (sandbox, client, validation, Dagster, S3 on a local moto server), on
-## 3 workers: most of its time is spent waiting on daemons, servers and retries, not computing
+## 3 workers: most of its time is spent waiting on daemons, servers and retries, not computing.
+## Each worker takes whole modules, the longest first (tests/conftest.py), so the daemon tests
+## spread over the workers instead of queueing on one
 test: $(STAMP) system-deps
-	$(PY) -m pytest -n 3 --durations=12
+	$(PY) -m pytest -n 3 --dist loadscope --no-loadscope-reorder --durations=12
 
 ## test-dates: the date-sensitive tests with the process clock (faketime) and the tests' TODAY
 ## (APERIODIC_TEST_NOW) at the instants that break date arithmetic: a year's first minutes, a

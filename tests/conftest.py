@@ -78,9 +78,16 @@ def materialize_partition(
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Start the slow tests (real daemons, a browser, the unattended week) first: on several
-    workers the suite then ends with the short ones, not with a daemon test started last."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest modules first (``slow(seconds=...)``), each module's tests together: `make
+    test` hands whole modules to its workers (``--dist loadscope``) in this order, so each
+    worker takes the next longest module when it is free and no worker ends the run alone
+    with a daemon test it started last."""
+    items.sort(key=lambda item: -_module_seconds(item))
+
+
+def _module_seconds(item: pytest.Item) -> float:
+    mark = item.get_closest_marker("slow")
+    return float(mark.kwargs.get("seconds", 0)) if mark is not None else 0.0
 
 
 @pytest.fixture

@@ -41,6 +41,10 @@ from .deployed import (
     parse_partition_key,
 )
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=50)
+
 CURRENT = Month.parse(month_partitions.get_last_partition_key())
 LAST = CURRENT.previous()
 INSTRUMENTS = len(UNIVERSE.instruments)

@@ -26,6 +26,10 @@ from .conftest import BTC_1H, KEY, TODAY
 from .dagster_services import DagsterServices, dagster_services
 from .deployed import l1_imbalance
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=110)
+
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -210,7 +214,6 @@ def status_counts(backfill: dict) -> dict:
     return {k: v for k, v in counts.items() if k.startswith("num")}
 
 
-@pytest.mark.slow
 def test_ui_backfill_lands_every_partition_and_reexecutes_only_the_failed_one(
     services: DagsterServices, sandbox_url: str
 ):

@@ -33,6 +33,10 @@ from tests.conftest import BTC_1H, KEY, TODAY
 from tests.dagster_services import BIN
 from tests.test_packaging import clean_env, run
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=55)
+
 PROJECT = "my_pipelines"
 PREFIX = ["market", "aperiodic"]
 #: The project keeps the API key in its own variable, named by ``api_key_env``.
@@ -144,7 +148,6 @@ def dg_check(project: Path, env: dict[str, str]) -> Checked:
     return Checked(result.returncode, result.stdout + result.stderr)
 
 
-@pytest.mark.slow
 def test_a_user_project_lists_and_materializes_the_component(
     tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,10 @@ from aperiodic_assets.tools import demo
 
 from .conftest import BTC_1H, TEST_NOW
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=30)
+
 INSTANCE_CONFIG = Path(__file__).resolve().parents[1] / "dagster_home/dagster.yaml"
 #: In `make test-dates`, the one instant the process clock is set to; else all four in-process.
 INSTANTS = (

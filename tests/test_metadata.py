@@ -5,10 +5,6 @@ month are blocking, so nothing downstream runs on a rejected month."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -232,43 +228,37 @@ def test_exactly_the_checks_that_reject_a_month_are_blocking():
     assert ERROR_CHECKS and set(blocking) - ERROR_CHECKS, "both kinds exist"
 
 
-def spec_in_a_fresh_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """The l1_imbalance spec's owners and kinds as a code location started with ``env`` has them."""
-    code = (
-        "import json; from aperiodic_assets.definitions import defs;"
-        "(s,) = defs.get_assets_def(['aperiodic', 'l1_imbalance']).specs;"
-        "print(json.dumps({'owners': s.owners, 'kinds': sorted(s.kinds)}))"
-    )
-    base = {k: v for k, v in os.environ.items() if k not in ("APERIODIC_OWNERS", "WAREHOUSE_URL")}
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env={**base, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def spec_with(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> dg.AssetSpec:
+    """The l1_imbalance spec as the code location builds it with ``env`` (the component with no
+    attributes, as definitions.py has it)."""
+    for name in ("APERIODIC_OWNERS", "WAREHOUSE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    component = AperiodicL1Imbalance()
+    (spec,) = component.build(component.deployment()).get_assets_def(L1_IMBALANCE).specs
+    return spec
 
 
-def test_owners_and_the_storage_kind_come_from_the_environment():
-    default = spec_in_a_fresh_process({})
-    assert json.loads(default.stdout) == {
-        "owners": ["team:data-platform"],
-        "kinds": ["filesystem", "parquet", "python"],
-    }, default.stderr
-    bucket = spec_in_a_fresh_process(
+def test_owners_and_the_storage_kind_come_from_the_environment(monkeypatch):
+    default = spec_with(monkeypatch, {})
+    assert (default.owners, default.kinds) == (
+        ["team:data-platform"],
+        {"filesystem", "parquet", "python"},
+    )
+    bucket = spec_with(
+        monkeypatch,
         {
             "APERIODIC_OWNERS": "team:quant-research, alice@example.com",
             "WAREHOUSE_URL": "s3://bucket/x",
-        }
+        },
     )
-    assert json.loads(bucket.stdout) == {
-        "owners": ["team:quant-research", "alice@example.com"],
-        "kinds": ["parquet", "python", "s3"],
-    }, bucket.stderr
-    wrong = spec_in_a_fresh_process({"APERIODIC_OWNERS": "quant-research"})
-    assert wrong.returncode != 0
-    assert "APERIODIC_OWNERS='quant-research': 'quant-research' is not an owner" in wrong.stderr
+    assert bucket.owners == ["team:quant-research", "alice@example.com"]
+    assert bucket.kinds == {"parquet", "python", "s3"}
+    with pytest.raises(
+        ValueError, match="APERIODIC_OWNERS='quant-research': 'quant-research' is not an owner"
+    ):
+        spec_with(monkeypatch, {"APERIODIC_OWNERS": "quant-research"})
 
 
 def steps_started(result: dg.ExecuteInProcessResult) -> set[str]:

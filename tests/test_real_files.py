@@ -53,6 +53,10 @@ from .conftest import BTC_1H, FAST_RETRY, KEY, TODAY, materialize_partition, mon
 from .deployed import DEPLOYMENT, l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary
 from .loopback import serving
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=75)
+
 JUNE, JULY, AUGUST, SEPTEMBER = (Month(2026, m) for m in (6, 7, 8, 9))
 #: The month in progress on TODAY: daily files up to the day before.
 CURRENT = Month.of(TODAY)

@@ -42,10 +42,12 @@ from .dagster_services import (
 from .deployed import month_partitions
 from .postgres_server import Postgres, postgres_cluster
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=150)
+
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
 OKX_1H = Instrument("okx-perps", "perpetual-BTC-USDT:USDT", "1h", "exchange")
-#: Real daemons on Postgres: started first on a parallel run (see conftest).
-pytestmark = pytest.mark.slow
 LOCATION = "aperiodic_assets"
 LOG_BUCKET = "dagster-compute-logs"
 WAREHOUSE_BUCKET = "aperiodic-topology"

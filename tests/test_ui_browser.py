@@ -27,6 +27,10 @@ from aperiodic_assets.tools.screenshots import (
     webserver,
 )
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=50)
+
 #: The README links these; a few hundred KB at most each.
 PNGS = {"lineage", "partitions", "rejected_month_checks", "monthly_summary", "summary_chart"}
 MAX_PNG_BYTES = 400_000
@@ -68,7 +72,6 @@ def rejected_month_checks(url: str, partition: str) -> dict[str, str]:
     return statuses
 
 
-@pytest.mark.slow
 def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> None:
     find_chromium()  # a clear failure, before the set-up, when Chromium is missing
     universe = two_intervals_of_one_symbol(tmp_path / "universe.yaml")

@@ -31,6 +31,10 @@ from aperiodic_assets.defs.partitions import partition_key
 from .deployed import month_partitions
 from .week import Week, running_week
 
+#: About how long this module's tests take together: on a parallel run the longest modules
+#: start first (see conftest).
+pytestmark = pytest.mark.slow(seconds=240)
+
 BTC = Instrument("binance-futures", "perpetual-BTC-USDT:USDT", "4h", "exchange")
 ETH = Instrument("okx-perps", "perpetual-ETH-USDT:USDT", "4h", "exchange")
 INSTRUMENTS = (BTC, ETH)
@@ -55,7 +59,6 @@ def week(tmp_path: Path) -> Iterator[Week]:
         yield week
 
 
-@pytest.mark.slow
 def test_an_unattended_week_heals_itself(week: Week):
     sandbox, started = week.sandbox, time.monotonic()
     week.wait("the first day's partitions", lambda: week.up_to_date(DAYS[0]), timeout=240)
