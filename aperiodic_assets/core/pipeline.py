@@ -80,7 +80,7 @@ class PartitionOutcome:
     @property
     def source_stamps(self) -> dict[str, str]:
         """File label -> identity token; the sensor compares its probes with this."""
-        return {s.info.label: s.token for s in self.sources}
+        return stamps(self.sources)
 
     @property
     def source_identity(self) -> str:
@@ -112,10 +112,43 @@ def run_partition(
         month, [s.info for s in sources], today or clock.today(), instrument.listed
     )
     try:
-        files = [normalize(s.table, instrument, s.info.label) for s in sources]
-        table = assemble([Part(f.changes.label, f.table) for f in files])
+        checked = check_files(
+            [(s.info.label, s.table) for s in sources], instrument, month, window, config
+        )
     except (NormalizationError, AssemblyError) as exc:
         _reject(warehouse, instrument, month, sources, f"{instrument.key} {month}: {exc}.", None)
+    report = checked.report
+    if not report.ok:
+        message = report.first_error_message() or report.summary()
+        _reject(warehouse, instrument, month, sources, message, report)
+    written = warehouse.write(instrument, month, checked.table)
+    return PartitionOutcome(
+        instrument, month, sources, written, checked.table, report, window, checked.normalized
+    )
+
+
+@dataclass(frozen=True)
+class Checked:
+    """Source files normalized, assembled into one table and validated, nothing written."""
+
+    table: pa.Table
+    normalized: Normalization
+    report: ValidationReport
+
+
+def check_files(
+    tables: Sequence[tuple[str, pa.Table]],
+    instrument: Instrument,
+    month: Month,
+    window: tuple[datetime, datetime],
+    config: ValidationConfig | None = None,
+) -> Checked:
+    """What a run decides about (label, table) source files before writing: each normalized,
+    then assembled and validated against ``window``, at the precision the files stored and
+    naming the columns they dropped. Raises NormalizationError or AssemblyError for files that
+    contradict the partition or each other; a failed rule is in the report, not raised."""
+    files = [normalize(table, instrument, label) for label, table in tables]
+    table = assemble([Part(f.changes.label, f.table) for f in files])
     normalized = Normalization(tuple(f.changes for f in files))
     report = validate(
         table,
@@ -126,17 +159,12 @@ def run_partition(
         precision=normalized.precision,
         dropped=normalized.extra_columns,
     )
-    if not report.ok:
-        _reject(
-            warehouse,
-            instrument,
-            month,
-            sources,
-            report.first_error_message() or report.summary(),
-            report,
-        )
-    written = warehouse.write(instrument, month, table)
-    return PartitionOutcome(instrument, month, sources, written, table, report, window, normalized)
+    return Checked(table, normalized, report)
+
+
+def stamps(sources: Sequence[SourceFile]) -> dict[str, str]:
+    """File label -> identity token (ETag and wire size) of each source file."""
+    return {s.info.label: s.token for s in sources}
 
 
 def expected_window(
@@ -199,7 +227,7 @@ def _reject(
         url,
         report,
         validation,
-        {s.info.label: s.token for s in sources},
+        stamps(sources),
     )
 
 

@@ -38,9 +38,10 @@ from ..core.api import (
     ApiError,
     RetryConfig,
 )
+from ..core.assemble import AssemblyError
 from ..core.months import Month
-from ..core.normalize import NormalizationError, file_span, normalize
-from ..core.pipeline import completed, expected_window
+from ..core.normalize import NormalizationError, file_span
+from ..core.pipeline import check_files, completed, expected_window
 from ..core.settings import check_warehouse_url
 from ..core.universe import (
     Instrument,
@@ -49,7 +50,6 @@ from ..core.universe import (
     load_configured_universe,
     universe_path,
 )
-from ..core.validation import validate
 from ..core.warehouse import Warehouse
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skipped"
@@ -184,22 +184,14 @@ def _newest(client: AperiodicClient, instrument: Instrument, today: date) -> Fin
     source = client.download(info)
     month, day = file_span(info.label)
     kind = f"{info.label} ({'daily' if day else 'monthly'} file, {source.table.num_rows} rows)"
-    try:
-        file = normalize(source.table, instrument, info.label)
-    except NormalizationError as exc:
-        return Finding("newest file", subject, FAIL, f"{kind}: rejected: {exc}")
     start, end = expected_window(month, [info], today, instrument.listed)
     if day is not None:  # a daily file covers its own day (from the listing day on)
         end = datetime(month.year, month.month, day) + timedelta(days=1)
         start = min(max(start, end - timedelta(days=1)), end)
-    report = validate(
-        file.table,
-        instrument,
-        month,
-        window=(start, end),
-        precision=file.changes.precision,
-        dropped=file.changes.extra_columns,
-    )
+    try:
+        report = check_files([(info.label, source.table)], instrument, month, (start, end)).report
+    except (NormalizationError, AssemblyError) as exc:
+        return Finding("newest file", subject, FAIL, f"{kind}: rejected: {exc}")
     if not report.ok:
         detail = f"{kind}: would be rejected: {report.first_error_message()}"
         return Finding("newest file", subject, FAIL, detail)
