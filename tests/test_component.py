@@ -272,3 +272,23 @@ def test_a_universe_file_is_read_beside_the_defs_yaml(tmp_path: Path) -> None:
     print(f"\n--- without the file, dg check defs exited {missing.returncode}\n{missing.output}")
     assert missing.returncode != 0
     assert f"{defs_yaml.parent / 'instruments.yaml'}: cannot be read" in missing.output
+
+
+def test_an_environment_variable_is_read_only_for_an_unset_attribute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A mistyped variable stops the load, naming itself, unless the attribute it stands in for
+    is set: then it is never read."""
+    from aperiodic_assets import AperiodicL1Imbalance
+
+    monkeypatch.setenv("WAREHOUSE_URL", "s3:/bucket")
+    monkeypatch.setenv("APERIODIC_SENSOR_INTERVAL_S", "1h")
+    with pytest.raises(ValueError, match="WAREHOUSE_URL='s3:/bucket' starts like a URL"):
+        AperiodicL1Imbalance(sensor={"interval_s": 60}).deployment()
+    with pytest.raises(ValueError, match="APERIODIC_SENSOR_INTERVAL_S='1h' is not a whole number"):
+        AperiodicL1Imbalance(warehouse_url="s3://bucket/x").deployment()
+    deployment = AperiodicL1Imbalance(
+        warehouse_url="s3://bucket/x", sensor={"interval_s": 60}
+    ).deployment()
+    assert deployment.storage == "s3"
+    assert deployment.sensor is not None and deployment.sensor.interval_s == 60

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,7 @@ class SensorAttributes(dg.Resolvable, dg.Model):
         if not self.enabled:
             return None
         chosen = {k: v for k, v in self.model_dump(exclude={"enabled"}).items() if v is not None}
-        return replace(SensorSettings.from_env(), **chosen)
+        return SensorSettings.from_env(**chosen)
 
 
 class ScheduleAttributes(dg.Resolvable, dg.Model):
@@ -191,10 +190,6 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         """This instance's choices, the unset ones from the environment; ``base``: the folder a
         relative universe path is read from (the defs.yaml's; default: the working directory).
         """
-        if self.warehouse_url is None:
-            # A mistyped WAREHOUSE_URL (s3:/bucket, S3://...) stops the load here, not later as
-            # a local folder named "s3:".
-            check_warehouse_url(os.environ.get("WAREHOUSE_URL") or "warehouse")
         chosen: dict[str, Any] = {
             "key_prefix": tuple(self.key_prefix),
             "group": self.group,

@@ -15,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from ..core.settings import env_cron, env_float, env_int, env_owners
+from ..core.settings import check_warehouse_url, env_cron, env_float, env_int, env_owners
 from ..core.universe import Universe
 from ..core.validation import ValidationConfig
 from .partitions import Partitions
@@ -52,15 +52,25 @@ class SensorSettings:
             )
 
     @classmethod
-    def from_env(cls) -> SensorSettings:
-        return cls(
-            interval_s=env_int("APERIODIC_SENSOR_INTERVAL_S", cls.interval_s, minimum=1),
-            lookback_months=env_int(
+    def from_env(cls, **chosen: Any) -> SensorSettings:
+        """``chosen`` settings; each other one from its APERIODIC_SENSOR_* variable, read only
+        when not chosen, else the default."""
+        from_environment: dict[str, Callable[[], Any]] = {
+            "interval_s": lambda: env_int("APERIODIC_SENSOR_INTERVAL_S", cls.interval_s, minimum=1),
+            "lookback_months": lambda: env_int(
                 "APERIODIC_SENSOR_LOOKBACK_MONTHS", cls.lookback_months, minimum=0
             ),
-            budget_s=env_float("APERIODIC_SENSOR_BUDGET_S", cls.budget_s, minimum=1.0),
-            concurrency=env_int("APERIODIC_SENSOR_CONCURRENCY", cls.concurrency, minimum=1),
-        )
+            "budget_s": lambda: env_float("APERIODIC_SENSOR_BUDGET_S", cls.budget_s, minimum=1.0),
+            "concurrency": lambda: env_int(
+                "APERIODIC_SENSOR_CONCURRENCY", cls.concurrency, minimum=1
+            ),
+        }
+        return cls(**_unchosen(from_environment, chosen), **chosen)
+
+
+def _unchosen(read: dict[str, Callable[[], Any]], chosen: dict[str, Any]) -> dict[str, Any]:
+    """The values of the fields not in ``chosen``, each read only then."""
+    return {name: value() for name, value in read.items() if name not in chosen}
 
 
 def run_wait_max_s() -> float:
@@ -97,17 +107,19 @@ class Deployment:
     def from_env(cls, universe: Universe, **chosen: Any) -> Deployment:
         """``chosen`` fields; the others from the environment variables the code location has
         always read (APERIODIC_OWNERS, WAREHOUSE_URL, APERIODIC_RUN_WAIT_MAX_S,
-        APERIODIC_SENSOR_*, APERIODIC_SCHEDULE_CRON), else the defaults. A variable is read
-        only for a field not chosen, so a wrong one never hides behind a chosen value."""
+        APERIODIC_SCHEDULE_CRON; the sensor's are :meth:`SensorSettings.from_env`'s), else the
+        defaults. A variable is read only for a field not chosen, so a wrong one never hides
+        behind a chosen value; a mistyped WAREHOUSE_URL (s3:/bucket, S3://...) stops the load
+        here, not later as a local folder named "s3:"."""
         from_environment: dict[str, Callable[[], Any]] = {
             "owners": lambda: tuple(env_owners("APERIODIC_OWNERS", DEFAULT_OWNERS)),
-            "storage": lambda: storage_kind(os.environ.get("WAREHOUSE_URL") or "warehouse"),
+            "storage": lambda: storage_kind(
+                check_warehouse_url(os.environ.get("WAREHOUSE_URL") or "warehouse")
+            ),
             "run_wait_max_s": run_wait_max_s,
-            "sensor": SensorSettings.from_env,
             "schedule_cron": lambda: env_cron("APERIODIC_SCHEDULE_CRON", DEFAULT_SCHEDULE_CRON),
         }
-        unset = {name: read() for name, read in from_environment.items() if name not in chosen}
-        return cls(universe, **unset, **chosen)
+        return cls(universe, **_unchosen(from_environment, chosen), **chosen)
 
     @cached_property
     def partitions(self) -> Partitions:

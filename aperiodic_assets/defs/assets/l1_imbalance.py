@@ -124,8 +124,7 @@ class L1ImbalanceConfig(dg.Config):
     )
 
     def tolerances(self, deployment: ValidationConfig) -> ValidationConfig:
-        chosen = {"abs_tol": self.abs_tol, "rel_tol": self.rel_tol}
-        chosen["nan_share_max"] = self.nan_share_max
+        chosen = self.model_dump(include={"abs_tol", "rel_tol", "nan_share_max"})
         return replace(deployment, **{k: v for k, v in chosen.items() if v is not None})
 
 
