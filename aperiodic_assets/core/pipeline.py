@@ -109,7 +109,11 @@ def run_partition(
     if not sources:
         return PartitionOutcome(instrument, month, sources)
     window = expected_window(
-        month, [s.info for s in sources], today or clock.today(), instrument.listed
+        month,
+        [s.info for s in sources],
+        today or clock.today(),
+        instrument.listed,
+        closed_since=instrument.closed_since,
     )
     try:
         checked = check_files(
@@ -173,6 +177,7 @@ def expected_window(
     today: date,
     listed: date | None = None,
     close_grace_days: int = CLOSE_GRACE_DAYS,
+    closed_since: date | None = None,
 ) -> tuple[datetime, datetime]:
     """The span [start, end) a month's data must cover, naive UTC.
 
@@ -183,11 +188,16 @@ def expected_window(
     ``close_grace_days`` after its end, since its last daily files come out after midnight (and
     a run may list before midnight and validate after): days not published yet are not gaps.
     After the grace period the month must reach its end, and missing days are a warning.
+    The month of an instrument closed on ``closed_since`` (its files stopped: it left the symbol
+    list or published nothing for days) is expected whole at once: no file will come, and the
+    days from ``closed_since`` on are a completeness warning whose gap starts there.
     """
     start = month.start if listed is None else max(month.start, _midnight(listed))
     days = [f.day for f in files if f.day]
     closed = month.end <= _midnight(today)
-    if closed and (not days or month.end + timedelta(days=close_grace_days) <= _midnight(today)):
+    stopped = closed_since is not None and _midnight(closed_since) < month.end
+    grace_over = month.end + timedelta(days=close_grace_days) <= _midnight(today)
+    if stopped or (closed and (not days or grace_over)):
         return start, month.end
     end = _midnight(month.first_day.replace(day=max(days)) + timedelta(days=1)) if days else None
     end = min(month.end, end or _midnight(today))

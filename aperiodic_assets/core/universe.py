@@ -15,13 +15,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from . import clock
 from .months import Month
 from .schema import INTERVALS, TIMESTAMP_MODES
+
+if TYPE_CHECKING:
+    from .discovery import Rule
 
 DEFAULT_UNIVERSE = Path(__file__).parent.parent / "universe.yaml"
 #: The variable naming another universe file.
@@ -34,7 +37,7 @@ ENTRY_KEYS = ("exchange", "symbol", "interval", "timestamp", "listed")
 _REQUIRED_KEYS = ENTRY_KEYS[:3]
 #: The fields that make an instrument's identity (its partition key).
 _IDENTITY_KEYS = ENTRY_KEYS[:4]
-_FILE_KEYS = ("start_month", "instruments")
+_FILE_KEYS = ("start_month", "instruments", "discover")
 #: Bitcoin's first block: no crypto market traded before it, so an earlier listing is a typo.
 EARLIEST_LISTING = date(2009, 1, 3)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -62,6 +65,9 @@ class Instrument:
     timestamp: str = "exchange"
     #: First day with data, if known: the instrument's first month is partial by design.
     listed: date | None = field(default=None, compare=False, repr=False)
+    #: First day without data of an instrument that stopped trading: its last month is expected
+    #: whole (the days after it are a completeness warning) and no later month is requested.
+    closed_since: date | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         problems = [
@@ -108,12 +114,26 @@ class Instrument:
 
 @dataclass(frozen=True)
 class Universe:
+    """The explicit instruments and the ``discover`` rules; with rules, the instruments of a
+    deployment are found at run time (:mod:`.discovery`, :mod:`.lifecycle`)."""
+
     instruments: tuple[Instrument, ...]
     start_month: Month
+    rules: tuple[Rule, ...] = ()
 
     @property
     def keys(self) -> list[str]:
         return [i.key for i in self.instruments]
+
+    @property
+    def discovers(self) -> bool:
+        """Whether the instrument set changes at run time (there are rules)."""
+        return bool(self.rules)
+
+    @property
+    def exchanges(self) -> list[str]:
+        """The exchanges whose symbol lists the rules read."""
+        return sorted({e for rule in self.rules for e in rule.exchanges})
 
 
 class UniverseError(ValueError):
@@ -163,18 +183,25 @@ def parse_universe(raw: Any, source: str, today: date | None = None) -> Universe
 
     ``listed`` is a ``YYYY-MM-DD`` date, quoted or not, between :data:`EARLIEST_LISTING` and
     ``today`` (default: the package's clock). Duplicate instruments are an error, not a silent
-    merge.
+    merge. ``discover`` rules (:func:`.discovery.parse_rules`) may stand beside or instead of
+    ``instruments``.
     """
+    from .discovery import parse_rules
+
     today = today or clock.today()
     if not isinstance(raw, dict):
         raise UniverseError(f"{source}: expected a mapping with the keys {list(_FILE_KEYS)}")
-    problems = _unknown_keys(raw, _FILE_KEYS)
+    problems = unknown_keys(raw, _FILE_KEYS)
     start_month = _start_month(raw.get("start_month"), today, problems)
+    rules = parse_rules(raw.get("discover"), problems)
     entries = raw.get("instruments")
-    if not isinstance(entries, list) or not entries:
+    if "discover" in raw and entries in (None, []):
+        entries = []
+    elif not isinstance(entries, list) or not entries:
         problems.append(
             "instruments: expected a non-empty list of entries like {exchange: okx-perps,"
-            f" symbol: 'perpetual-BTC-USDT:USDT', interval: 1h}}, got {_shown(entries)}"
+            f" symbol: 'perpetual-BTC-USDT:USDT', interval: 1h}} (or discover: rules),"
+            f" got {shown(entries)}"
         )
         entries = []
     instruments = [_instrument(i, entry, today, problems) for i, entry in enumerate(entries)]
@@ -187,7 +214,7 @@ def parse_universe(raw: Any, source: str, today: date | None = None) -> Universe
             )
     if problems or start_month is None:
         raise UniverseError(f"{source} is not a valid universe:\n  " + "\n  ".join(problems))
-    return Universe(tuple(i for i in instruments if i is not None), start_month)
+    return Universe(tuple(i for i in instruments if i is not None), start_month, rules)
 
 
 def _start_month(value: Any, today: date, problems: list[str]) -> Month | None:
@@ -196,7 +223,7 @@ def _start_month(value: Any, today: date, problems: list[str]) -> Month | None:
     except ValueError:
         month = None
     if month is None:
-        problems.append(f'start_month: expected a month like "2024-01", got {_shown(value)}')
+        problems.append(f'start_month: expected a month like "2024-01", got {shown(value)}')
     elif month > Month.of(today):
         problems.append(f"start_month: {month} is after the current month, {Month.of(today)}")
         month = None
@@ -207,11 +234,11 @@ def _instrument(index: int, entry: Any, today: date, problems: list[str]) -> Ins
     """The instrument of one entry, or None after adding its problems to ``problems``."""
     where = f"instruments[{index}]"
     if not isinstance(entry, dict):
-        problems.append(f"{where}: expected a mapping of {list(ENTRY_KEYS)}, got {_shown(entry)}")
+        problems.append(f"{where}: expected a mapping of {list(ENTRY_KEYS)}, got {shown(entry)}")
         return None
     named = [str(entry[k]) for k in ("exchange", "symbol", "interval") if k in entry]
     where += f" ({' '.join(named)})" if named else ""
-    found = _unknown_keys(entry, ENTRY_KEYS)
+    found = unknown_keys(entry, ENTRY_KEYS)
     found += [f"missing key {k!r}" for k in _REQUIRED_KEYS if k not in entry]
     fields = {"timestamp": TIMESTAMP_MODES[0], "listed": None, **entry}
     for key in (k for k in _IDENTITY_KEYS if k in fields):
@@ -219,7 +246,7 @@ def _instrument(index: int, entry: Any, today: date, problems: list[str]) -> Ins
         problem = (
             field_problem(key, value)
             if isinstance(value, str)
-            else f"{key} must be text, got {_shown(value)}"
+            else f"{key} must be text, got {shown(value)}"
         )
         if problem:
             found.append(problem)
@@ -240,7 +267,7 @@ def _listed(value: Any, today: date) -> date | None:
     if isinstance(value, date) and not isinstance(value, datetime):
         value = value.isoformat()
     if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
-        raise ValueError(f"listed: expected a date like 2024-03-15, got {_shown(value)}")
+        raise ValueError(f"listed: expected a date like 2024-03-15, got {shown(value)}")
     try:
         day = date.fromisoformat(value)
     except ValueError as exc:
@@ -252,7 +279,7 @@ def _listed(value: Any, today: date) -> date | None:
     return day
 
 
-def _unknown_keys(mapping: dict, known: tuple[str, ...]) -> list[str]:
+def unknown_keys(mapping: dict, known: tuple[str, ...]) -> list[str]:
     """A problem per key not in ``known``, with the closest known key when one is close."""
     problems = []
     for key in mapping:
@@ -264,6 +291,6 @@ def _unknown_keys(mapping: dict, known: tuple[str, ...]) -> list[str]:
     return problems
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A value and its YAML type, for a message: ``int 123``, ``nothing``."""
     return "nothing" if value is None else f"{type(value).__name__} {value!r}"

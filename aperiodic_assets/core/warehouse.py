@@ -40,6 +40,8 @@ from .universe import Instrument
 DATA_FILE = "data.parquet"
 QUARANTINE = "_quarantine"
 WITHDRAWN = "_withdrawn"
+#: Small documents about a table that are not data (the instruments' lives), beside the tables.
+STATE = "_state"
 #: Hive partition columns of every table, in path order (month-only tables use the last two).
 HIVE_SCHEMA = pa.schema(
     [
@@ -312,7 +314,20 @@ class Warehouse:
         found = sorted(self.fs.find(self._fs_path(relative)))
         return [f"{self.url}/{relative}/{path.rsplit('/', 1)[1]}" for path in found]
 
+    def write_state(self, name: str, data: bytes, table_name: str = METRIC) -> str:
+        """Store a document about a table (``_state/<table>/<name>``) atomically; its URL."""
+        relative = f"{STATE}/{table_name}/{name}"
+        self._put_atomic(self._fs_path(relative), data)
+        return f"{self.url}/{relative}"
+
     # ------------------------------------------------------------------------------------ reads
+    def read_state(self, name: str, table_name: str = METRIC) -> bytes | None:
+        """A document :meth:`write_state` stored, or None if there is none yet."""
+        try:
+            return self.fs.cat_file(self._fs_path(f"{STATE}/{table_name}/{name}"))
+        except FileNotFoundError:
+            return None
+
     def exists(
         self,
         instrument: Instrument | None,

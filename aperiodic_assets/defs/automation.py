@@ -22,6 +22,7 @@ import dagster as dg
 
 from ..core import clock, watch
 from ..core.api import AperiodicClient, AperiodicError, FileInfo
+from ..core.lifecycle import Lives, read_lives
 from ..core.months import Month
 from ..core.universe import Instrument
 from ._dagster_internals import backfill_request, backfills_over, ranged_run_requests
@@ -34,7 +35,7 @@ from .assets.l1_imbalance import (
 )
 from .deployment import Deployment, SensorSettings
 from .partitions import partition_key
-from .resources import AperiodicResource
+from .resources import AperiodicResource, WarehouseResource
 
 #: Tag on what the automation requests, naming which of it did (the sensor or the schedule).
 TRIGGER_TAG = "aperiodic/trigger"
@@ -120,10 +121,11 @@ class Tick:
         listed: dict[Instrument, list[FileInfo]],
         materialized: dict[str, watch.Materialized],
         failed: dict[str, watch.Failed],
+        lives: Lives,
     ) -> list[watch.Watched]:
         out = []
         for instrument, files in listed.items():
-            for month in self.months:
+            for month in lives.months(instrument, self.months):
                 key = str(partition_key(instrument, month))
                 in_month = [f for f in files if (f.year, f.month) == (month.year, month.month)]
                 out.append(watch.Watched(key, in_month, materialized.get(key), failed.get(key)))
@@ -212,10 +214,19 @@ def evaluate(
     client: AperiodicClient,
     deployment: Deployment,
     current: Month,
+    lives: Lives | None = None,
 ) -> dg.SensorResult:
-    """One sensor evaluation of ``deployment``'s universe with its sensor settings."""
+    """One sensor evaluation of ``deployment``'s instruments with its sensor settings; with
+    ``lives``, only the months of each instrument's life are watched (a closed instrument
+    whose last month is behind the watched ones is not listed at all)."""
     settings = deployment.sensor or SensorSettings()
-    instruments = deployment.universe.instruments
+    lives = lives or Lives()
+    tick = Tick(watched_months(current, settings.lookback_months), settings)
+    instruments = [
+        i
+        for i in deployment.partitions.instrument_list(context.instance)
+        if lives.months(i, tick.months)
+    ]
     asset = deployment.l1_key
     started_at = time.monotonic()
     deadline = started_at + settings.budget_s
@@ -223,7 +234,6 @@ def evaluate(
     client = client.bounded(deadline)
     now = time.time()
     cursor = watch.WatchCursor.load(context.cursor)
-    tick = Tick(watched_months(current, settings.lookback_months), settings)
 
     order = _rotate(instruments, cursor.next_instrument)
     listed, errors, done = tick.list_instruments(client, order, deadline)
@@ -235,6 +245,7 @@ def evaluate(
         listed,
         history.materialized(listed_keys),
         history.failed(listed_keys),
+        lives,
     )
 
     settled = watch.settle_in_flight(
@@ -320,6 +331,23 @@ def evaluate(
     return dg.SensorResult(run_requests=run_requests, cursor=cursor.dump())
 
 
+def _lives(
+    deployment: Deployment, context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext
+) -> Lives:
+    """The discovered instruments' lives (none for a universe of explicit instruments, whose
+    sensor and schedule need no warehouse: see :func:`_needs`)."""
+    if not deployment.universe.discovers:
+        return Lives()
+    warehouse: WarehouseResource = context.resources.warehouse
+    return read_lives(warehouse.get_warehouse())
+
+
+def _needs(deployment: Deployment) -> set[str]:
+    """The resources besides the API that a sensor or schedule reads: the warehouse, where the
+    lives of discovered instruments are kept."""
+    return {"warehouse"} if deployment.universe.discovers else set()
+
+
 def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
     """The sensor that requests what is new or changed at Aperiodic (see :func:`evaluate`)."""
     settings = deployment.sensor or SensorSettings()
@@ -332,6 +360,7 @@ def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
         asset_selection=[deployment.l1_key],
         minimum_interval_seconds=settings.interval_s,
         default_status=dg.DefaultSensorStatus.STOPPED,
+        required_resource_keys=_needs(deployment),
     )
     def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicResource):
         current = deployment.partitions.current_month(Month.of(clock.today()))
@@ -339,7 +368,7 @@ def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
             return dg.SkipReason("no month in the partitions yet")
         client = aperiodic.get_client(logger=context.log, max_connections=settings.concurrency)
         try:
-            return evaluate(context, client, deployment, current)
+            return evaluate(context, client, deployment, current, _lives(deployment, context))
         finally:
             client.close()
 
@@ -373,10 +402,14 @@ def build_monthly_schedule(deployment: Deployment, cron: str) -> dg.ScheduleDefi
         execution_timezone="UTC",
         target=[asset],
         default_status=dg.DefaultScheduleStatus.STOPPED,
+        required_resource_keys=_needs(deployment),
     )
     def monthly_schedule(context: dg.ScheduleEvaluationContext):
         month = Month.of(context.scheduled_execution_time.date()).previous()
-        keys = {str(partition_key(i, month)): i for i in deployment.universe.instruments}
+        instruments = _lives(deployment, context).covering(
+            deployment.partitions.instrument_list(context.instance), month
+        )
+        keys = {str(partition_key(i, month)): i for i in instruments}
         done = History(context.instance, asset).complete(month, keys)
         todo = [i for k, i in keys.items() if k not in done]
         if not todo:

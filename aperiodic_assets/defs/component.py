@@ -42,9 +42,11 @@ from .deployment import (
     MAX_BUDGET_S,
     Deployment,
     SensorSettings,
+    UniverseSensorSettings,
     storage_kind,
 )
 from .resources import AperiodicResource, WarehouseResource
+from .universe_sensor import build_universe_sensor
 
 
 # Nested attribute models are Resolvable too: dg accepts a plain Model inside a component only
@@ -63,6 +65,21 @@ class SensorAttributes(dg.Resolvable, dg.Model):
             return None
         chosen = {k: v for k, v in self.model_dump(exclude={"enabled"}).items() if v is not None}
         return SensorSettings.from_env(**chosen)
+
+
+class UniverseSensorAttributes(dg.Resolvable, dg.Model):
+    """The universe sensor (universes with ``discover`` rules); unset numbers come from
+    APERIODIC_UNIVERSE_SENSOR_* or the defaults."""
+
+    enabled: bool = True
+    interval_s: int | None = Field(default=None, ge=1)
+    budget_s: float | None = Field(default=None, gt=0, le=MAX_BUDGET_S)
+
+    def settings(self) -> UniverseSensorSettings | None:
+        if not self.enabled:
+            return None
+        chosen = {k: v for k, v in self.model_dump(exclude={"enabled"}).items() if v is not None}
+        return UniverseSensorSettings.from_env(**chosen)
 
 
 class ScheduleAttributes(dg.Resolvable, dg.Model):
@@ -93,7 +110,8 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
     universe: str | dict[str, Any] | None = Field(
         default=None,
         description="The instruments: a universe file's path (relative to this defs.yaml's"
-        " folder) or the same mapping inline (start_month, instruments). Unset: the file"
+        " folder) or the same mapping inline (start_month, instruments, discover rules). Unset:"
+        " the file"
         " APERIODIC_UNIVERSE names, else the packaged universe.yaml.",
     )
     warehouse_url: str | None = Field(
@@ -129,6 +147,7 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         " code there. Unset: the code references are local file paths.",
     )
     sensor: SensorAttributes = Field(default_factory=SensorAttributes)
+    universe_sensor: UniverseSensorAttributes = Field(default_factory=UniverseSensorAttributes)
     schedule: ScheduleAttributes = Field(default_factory=ScheduleAttributes)
     tolerances: ToleranceAttributes = Field(default_factory=ToleranceAttributes)
 
@@ -162,7 +181,7 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
                     selection=[deployment.l1_key],
                 )
             ],
-            sensors=[build_new_month_sensor(deployment)] if deployment.sensor else [],
+            sensors=_sensors(deployment),
             schedules=(
                 [build_monthly_schedule(deployment, deployment.schedule_cron)]
                 if deployment.schedule_cron
@@ -197,6 +216,7 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
             "downstream": self.downstream,
             "tolerances": ValidationConfig(**self.tolerances.model_dump()),
             "sensor": self.sensor.settings(),
+            "universe_sensor": self.universe_sensor.settings(),
         }
         if self.owners is not None:
             chosen["owners"] = tuple(self.owners)
@@ -214,6 +234,14 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         if isinstance(self.universe, str):
             return load_universe(base / self.universe)
         return parse_universe(self.universe, "the component's universe attribute")
+
+
+def _sensors(deployment: Deployment) -> list[dg.SensorDefinition]:
+    """The new-month sensor, and the universe sensor where rules discover the instruments."""
+    sensors = [build_new_month_sensor(deployment)] if deployment.sensor else []
+    if deployment.universe.discovers and deployment.universe_sensor:
+        sensors.append(build_universe_sensor(deployment))
+    return sensors
 
 
 def _linked_to_git(

@@ -68,6 +68,38 @@ class SensorSettings:
         return cls(**_unchosen(from_environment, chosen), **chosen)
 
 
+@dataclass(frozen=True)
+class UniverseSensorSettings:
+    """How often the universe sensor reads the symbol lists, and how long a tick may work."""
+
+    #: Seconds between evaluations (APERIODIC_UNIVERSE_SENSOR_INTERVAL_S).
+    interval_s: int = 3600
+    #: Wall time one evaluation may spend on the API (APERIODIC_UNIVERSE_SENSOR_BUDGET_S).
+    budget_s: float = 25.0
+    #: Listings in flight at once.
+    concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0 < self.budget_s <= MAX_BUDGET_S:
+            raise ValueError(
+                f"APERIODIC_UNIVERSE_SENSOR_BUDGET_S={self.budget_s:g}: the budget must be over"
+                f" 0 and at most {MAX_BUDGET_S:g} s (Dagster times a sensor evaluation out at 60 s)"
+            )
+
+    @classmethod
+    def from_env(cls, **chosen: Any) -> UniverseSensorSettings:
+        """``chosen`` settings; the others from APERIODIC_UNIVERSE_SENSOR_*, else defaults."""
+        from_environment: dict[str, Callable[[], Any]] = {
+            "interval_s": lambda: env_int(
+                "APERIODIC_UNIVERSE_SENSOR_INTERVAL_S", cls.interval_s, minimum=1
+            ),
+            "budget_s": lambda: env_float(
+                "APERIODIC_UNIVERSE_SENSOR_BUDGET_S", cls.budget_s, minimum=1.0
+            ),
+        }
+        return cls(**_unchosen(from_environment, chosen), **chosen)
+
+
 def _unchosen(read: dict[str, Callable[[], Any]], chosen: dict[str, Any]) -> dict[str, Any]:
     """The values of the fields not in ``chosen``, each read only then."""
     return {name: value() for name, value in read.items() if name not in chosen}
@@ -100,6 +132,8 @@ class Deployment:
     tolerances: ValidationConfig = field(default_factory=ValidationConfig)
     run_wait_max_s: float = 300.0
     sensor: SensorSettings | None = field(default_factory=SensorSettings)
+    #: The universe sensor's settings; it exists only for a universe with ``discover`` rules.
+    universe_sensor: UniverseSensorSettings | None = field(default_factory=UniverseSensorSettings)
     schedule_cron: str | None = DEFAULT_SCHEDULE_CRON
     downstream: bool = True
 
@@ -118,12 +152,13 @@ class Deployment:
             ),
             "run_wait_max_s": run_wait_max_s,
             "schedule_cron": lambda: env_cron("APERIODIC_SCHEDULE_CRON", DEFAULT_SCHEDULE_CRON),
+            "universe_sensor": UniverseSensorSettings.from_env,
         }
         return cls(universe, **_unchosen(from_environment, chosen), **chosen)
 
     @cached_property
     def partitions(self) -> Partitions:
-        return Partitions(self.universe)
+        return Partitions(self.universe, self.name("instruments", always=True))
 
     def key(self, name: str) -> dg.AssetKey:
         return dg.AssetKey([*self.key_prefix, name])
@@ -136,9 +171,9 @@ class Deployment:
     def kinds(self) -> set[str]:
         return {"parquet", "python", self.storage}
 
-    def name(self, base: str) -> str:
-        """A job/sensor/schedule name, prefixed unless the key prefix is the default, so
-        deployments with other prefixes can share a code location."""
-        if self.key_prefix == DEFAULT_KEY_PREFIX:
+    def name(self, base: str, always: bool = False) -> str:
+        """A job/sensor/schedule name, prefixed unless the key prefix is the default (or
+        ``always``), so deployments with other prefixes can share a code location."""
+        if self.key_prefix == DEFAULT_KEY_PREFIX and not always:
             return base
         return "_".join([*self.key_prefix, base])

@@ -1,7 +1,10 @@
 """Partitions: instrument (from the deployment's universe) × month.
 
 The month dimension ends with the current month (``end_offset=1``): it materializes from the
-daily files published so far, so the warehouse is fresh to yesterday.
+daily files published so far, so the warehouse is fresh to yesterday. A universe of explicit
+instruments is a static dimension; one with ``discover`` rules is a dynamic one, which the
+universe sensor keeps current (instruments join at run time, and none ever leaves: a closed
+instrument keeps its history).
 """
 
 from __future__ import annotations
@@ -21,13 +24,27 @@ def partition_key(instrument: Instrument, month: Month) -> dg.MultiPartitionKey:
 class Partitions:
     """The partitions of one universe: its instruments, its months, and both together."""
 
-    def __init__(self, universe: Universe) -> None:
+    def __init__(self, universe: Universe, dynamic_name: str = "aperiodic_instruments") -> None:
         self.universe = universe
+        #: The instance-wide name of the dynamic instrument dimension (universes with rules).
+        self.dynamic_name = dynamic_name
         self._by_key = {i.key: i for i in universe.instruments}
 
     @cached_property
-    def instruments(self) -> dg.StaticPartitionsDefinition:
+    def instruments(self) -> dg.StaticPartitionsDefinition | dg.DynamicPartitionsDefinition:
+        if self.universe.discovers:
+            return dg.DynamicPartitionsDefinition(name=self.dynamic_name)
         return dg.StaticPartitionsDefinition(self.universe.keys)
+
+    def instrument_list(self, instance: dg.DagsterInstance) -> list[Instrument]:
+        """Every instrument of the dimension now: the explicit ones, then those the universe
+        sensor added (in the order it added them)."""
+        if not self.universe.discovers:
+            return list(self.universe.instruments)
+        found = instance.get_dynamic_partitions(self.dynamic_name)
+        return list(self.universe.instruments) + [
+            Instrument.from_key(k) for k in found if k not in self._by_key
+        ]
 
     @cached_property
     def months(self) -> dg.MonthlyPartitionsDefinition:

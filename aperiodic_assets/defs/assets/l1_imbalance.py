@@ -28,6 +28,7 @@ from pydantic import Field
 
 from ...core import clock
 from ...core.api import AperiodicError, TransientError
+from ...core.lifecycle import Lives, read_lives
 from ...core.months import Month
 from ...core.pipeline import PartitionRejected, completed, run_partition
 from ...core.schema import METRIC
@@ -213,8 +214,12 @@ def build_l1_imbalance(deployment: Deployment) -> dg.AssetsDefinition:
         today = clock.today()
         withdraw = context.run.tags.get(WITHDRAW_TAG) == WITHDRAW_CONFIRMED
 
+        # A discovered instrument's first and closing day (the universe sensor's record).
+        lives = read_lives(store) if deployment.universe.discovers else Lives()
+
         def land(partition: str) -> Landed | None:
             instrument, month = partitions.parse(partition)
+            instrument = lives.instrument(instrument)
             outcome = run_partition(client, store, instrument, month, tolerances, today=today)
             if outcome.published:
                 return landed(outcome)

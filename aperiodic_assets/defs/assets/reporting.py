@@ -14,6 +14,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +34,7 @@ SOURCE_STAMPS = "source_stamps"
 WARNINGS_TAG = "aperiodic/warnings"
 #: Metadata key of what it took to bring the source files into the canonical form, in words.
 NORMALIZED = "normalized"
+ONE_DAY = timedelta(days=1)
 _SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 # Dagster's table and URI metadata keys (TableMetadataSet, UriMetadataSet; the sets themselves
@@ -120,6 +122,9 @@ def landed(outcome: PartitionOutcome) -> Landed | None:
     daily = sum(1 for s in outcome.sources if s.info.day)
     warnings = warnings_text(report)
     changed = normalized.records()
+    closed = outcome.instrument.closed_since
+    if closed is not None:
+        warnings = f"instrument closed since {closed}, last data {closed - ONE_DAY}; {warnings}"
     return Landed(
         sha256=written.sha256,
         metadata={
@@ -142,6 +147,7 @@ def landed(outcome: PartitionOutcome) -> Landed | None:
             SOURCE_IDENTITY: dg.MetadataValue.text(outcome.source_identity),
             SOURCE_STAMPS: dg.MetadataValue.json(outcome.source_stamps),
             "checks": dg.MetadataValue.text(report.summary()),
+            **({"closed_since": dg.MetadataValue.text(str(closed))} if closed else {}),
             **table_metadata(METRIC, written.path, written.rows, L1_COLUMNS),
         },
         tags={WARNINGS_TAG: ",".join(c.name for c in report.warnings) or "none"},
