@@ -47,6 +47,7 @@ from aperiodic_assets.sandbox import files as sandbox_files
 from aperiodic_assets.sandbox.catalog import (
     Calendar,
     FileSpan,
+    Tenure,
     listing_date,
     object_path,
     synthetic_symbol,
@@ -372,7 +373,7 @@ def test_set_today_moves_the_clock(sb: Sandbox):
 
 def test_calendar_lists_a_monthly_file_when_any_of_its_days_overlaps_the_range():
     calendar = Calendar(today=TODAY, daily_from=date(2026, 8, 1))
-    spans = calendar.files(date(2019, 9, 8), date(2026, 7, 31), date(2026, 7, 31))
+    spans = calendar.files(Tenure.since(date(2019, 9, 8)), date(2026, 7, 31), date(2026, 7, 31))
     assert [(s.year, s.month, s.day) for s in spans] == [(2026, 7, None)]
     assert (spans[0].first, spans[0].end) == (date(2026, 7, 1), date(2026, 8, 1))
 

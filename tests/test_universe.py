@@ -134,7 +134,10 @@ def test_a_typo_in_a_key_names_the_entry_the_key_and_the_likely_one(tmp_path):
             'start_month: "2024-01"\ninstruments:\n  - binance-futures\n',
             "instruments[0]: expected a",
         ),
-        ("- just a list\n", "expected a mapping with the keys ['start_month', 'instruments', 'discover']"),
+        (
+            "- just a list\n",
+            "expected a mapping with the keys ['start_month', 'instruments', 'discover']",
+        ),
         ("instruments: [\n", "not valid YAML"),
     ],
     ids=[

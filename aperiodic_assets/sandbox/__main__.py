@@ -23,7 +23,7 @@ from datetime import date
 from types import FrameType
 from typing import Any
 
-from .catalog import SYNTHETIC_LISTED, synthetic_symbol
+from .catalog import SYNTHETIC_LISTED, UNIVERSES, synthetic_symbol
 from .faults import FAULTS, Fault, parse_fault_list, parse_fault_spec, parse_spec
 from .handles import Sandbox
 from .state import CORRUPTION_MODES, SHAPE_MODES, SandboxConfig
@@ -139,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
         f" listed on {SYNTHETIC_LISTED} (for scale tests; default %(default)s)",
     )
     parser.add_argument(
+        "--universe",
+        choices=UNIVERSES,
+        default=defaults.universe,
+        help="what /metadata/symbols lists: realistic = hundreds of symbols per exchange in"
+        " Atlas's shapes, some delisted, as the real service; small = three per exchange"
+        " (default %(default)s)",
+    )
+    parser.add_argument(
+        "--symbols-per-exchange",
+        type=_count,
+        default=defaults.symbols_per_exchange,
+        metavar="N",
+        help="exactly N symbols per exchange, none delisted, from the realistic universe (real"
+        " names first), for scale tests (default: the whole universe)",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="one stderr line per request (no query strings)"
     )
     return parser
@@ -164,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=args.verbose,
         secret=args.secret,
         synthetic_symbols=args.synthetic_symbols,
+        universe=args.universe,
+        symbols_per_exchange=args.symbols_per_exchange,
     )
     sandbox = Sandbox(config)
     for fault in [*args.fault, *env_faults]:

@@ -15,7 +15,7 @@ from datetime import date
 from ..core.months import Month
 from ..core.schema import INTERVALS, METRIC, TIMESTAMP_MODES
 from . import faults as fx
-from .catalog import object_path, symbols
+from .catalog import object_path
 from .messages import Reply, Request, apply_wire_fault, error_reply, fault_reply, json_reply
 from .state import SandboxState, as_date
 
@@ -69,7 +69,7 @@ def list_files(state: SandboxState, request: Request) -> Reply:
     problems: list[tuple[str, str]] = []
     # The exchanges are whatever the catalogue lists, as on the real service.
     intervals = [*INTERVALS, *HIGHER_TIER_INTERVALS]
-    choices = {"interval": intervals, "timestamp": TIMESTAMP_MODES, "exchange": state.listings}
+    choices = {"interval": intervals, "timestamp": TIMESTAMP_MODES, "exchange": state.exchanges}
     for name, allowed in choices.items():
         if query[name] not in allowed:
             problems.append(
@@ -89,8 +89,10 @@ def list_files(state: SandboxState, request: Request) -> Reply:
     if interval in HIGHER_TIER_INTERVALS:
         return plan_reply(interval)
     exchange, symbol = query["exchange"], query["symbol"]
-    listed = state.listings[exchange]
-    if symbol not in listed:
+    tenure = state.tenure(exchange, symbol)
+    calendar = state.calendar()
+    # Not yet listed is unknown too; once listed, a symbol's files stay, even after a delisting.
+    if tenure is None or tenure.listed > calendar.today:
         return error_reply(
             404,
             "Not Found",
@@ -107,7 +109,7 @@ def list_files(state: SandboxState, request: Request) -> Reply:
         denied = plan_reply(interval, params["error"], params["code"], params["detail"])
         denied.fault = fault.name
         return denied
-    spans = state.calendar().files(listed[symbol], start, end)
+    spans = calendar.files(tenure, start, end)
     withdrawn = {
         month
         for month in dict.fromkeys(span.month_key for span in spans)
@@ -135,7 +137,8 @@ def list_files(state: SandboxState, request: Request) -> Reply:
 
 
 def list_symbols(state: SandboxState, request: Request) -> Reply:
-    """``GET /metadata/symbols?exchange=...``: the symbols listed on one exchange."""
+    """``GET /metadata/symbols?exchange=...``: the symbols one exchange lists today (delisted and
+    not yet listed ones are left out)."""
     denied = _authorize(state, request)
     if denied:
         return denied
@@ -147,14 +150,12 @@ def list_symbols(state: SandboxState, request: Request) -> Reply:
             ["missing query parameter: exchange"],
             "missing_parameter",
         )
-    listings = state.listings
-    if exchange not in listings:
+    if exchange not in state.exchanges:
         return error_reply(
             400,
             "Invalid request",
-            [f"exchange {exchange!r} is not one of {sorted(listings)}"],
+            [f"exchange {exchange!r} is not one of {sorted(state.exchanges)}"],
             "invalid_exchange",
         )
-    return json_reply(
-        200, {"symbols": symbols(exchange, listings), "exchange": exchange, "bucket": METRIC}
-    )
+    listed = state.listed_symbols(exchange)
+    return json_reply(200, {"symbols": listed, "exchange": exchange, "bucket": METRIC})

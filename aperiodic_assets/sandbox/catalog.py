@@ -1,15 +1,18 @@
-"""What the sandbox publishes: exchanges, symbols with listing dates, and which files exist.
+"""What the sandbox publishes: exchanges, symbols with listing spans, and which files exist.
 
 Owns the file layout rules (monthly files before ``daily_from``, daily files from it on, a mixed
-month made of both when ``daily_from`` is not a 1st, nothing before a symbol's listing day or
-on/after "today") and the
-object paths that file URLs point at. Pure and clock-free: the caller passes ``today``.
-:data:`LISTINGS` holds realistic instruments; :func:`build_listings` adds synthetic ones, served
-like the real ones, for scale tests that need many instruments. Never imports dagster.
+month made of both when ``daily_from`` is not a 1st, nothing outside a symbol's listed days or
+on/after "today") and the object paths that file URLs point at. Pure and clock-free: the caller
+passes ``today``. :data:`LISTINGS` holds the small universe's realistic instruments;
+:func:`realistic_listings` the realistic universe (hundreds per exchange, some delisted, see
+:mod:`.atlas`); :func:`build_listings` either one plus synthetic symbols, served like the real
+ones, for scale tests. A symbol's listing is a :class:`Tenure`. Never imports dagster.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -17,6 +20,7 @@ from urllib.parse import quote, unquote
 
 from ..core.months import Month, month_range
 from ..core.schema import INTERVALS, METRIC, TIMESTAMP_MODES
+from .atlas import ATLAS, ATLAS_SIZES, Dates, generated
 
 #: exchange -> Atlas symbol -> first day with data (realistic listing dates).
 LISTINGS: dict[str, dict[str, date]] = {
@@ -39,11 +43,70 @@ LISTINGS: dict[str, dict[str, date]] = {
 
 #: Listing day of every synthetic symbol: the universe's first month, so backfills find data.
 SYNTHETIC_LISTED = date(2024, 1, 1)
+#: ``SandboxConfig.universe``: Atlas-sized lists (the default, as the real service answers) or
+#: just :data:`LISTINGS`.
+UNIVERSES = ("realistic", "small")
 
 FILES_PREFIX = "/files"
 ONE_DAY = timedelta(days=1)
 
-Listings = Mapping[str, Mapping[str, date]]
+
+@dataclass(frozen=True)
+class Tenure:
+    """The days a symbol has data: half-open ``[listed, delisted)`` spans, in order and apart;
+    only the last may be open (``delisted`` ``None``: still listed).
+
+    A delisting cuts every span at its day; a listing joins ``[listed, ...)`` to the spans, so a
+    symbol relisted after its delisting has two spans and no data in the gap, and one relisted
+    on or before its delisting day is listed without a break again.
+    """
+
+    spans: tuple[tuple[date, date | None], ...]
+
+    @classmethod
+    def since(cls, listed: date, delisted: date | None = None) -> Tenure:
+        if delisted is not None and delisted <= listed:
+            raise ValueError(f"delisted {delisted} is not after listed {listed}")
+        return cls(((listed, delisted),))
+
+    @property
+    def listed(self) -> date:
+        """The first day with data."""
+        return self.spans[0][0]
+
+    @property
+    def delisted(self) -> date | None:
+        """The first day without data after the last span; ``None`` while listed."""
+        return self.spans[-1][1]
+
+    def covers(self, day: date) -> bool:
+        """Whether ``day`` is a listed day (the symbol list shows the symbol on it)."""
+        return any(a <= day and (b is None or day < b) for a, b in self.spans)
+
+    def hull(self, first: date, last: date) -> tuple[date, date] | None:
+        """The first and the last listed day within ``first..last`` (inclusive), if any."""
+        inside = [
+            (max(a, first), last if b is None else min(last, b - ONE_DAY)) for a, b in self.spans
+        ]
+        inside = [(a, b) for a, b in inside if a <= b]
+        return (inside[0][0], inside[-1][1]) if inside else None
+
+    def relisted(self, listed: date) -> Tenure:
+        """Listed again from ``listed`` on: spans ending before it stay, the rest join it."""
+        apart = tuple((a, b) for a, b in self.spans if b is not None and b < listed)
+        joined = min([listed] + [a for a, b in self.spans if b is None or b >= listed])
+        return Tenure((*apart, (joined, None)))
+
+    def delisted_on(self, day: date) -> Tenure:
+        """No data from ``day`` on; ``ValueError`` if that leaves no listed day at all."""
+        if day <= self.listed:
+            raise ValueError(f"delisted {day} is not after the listing day {self.listed}")
+        return Tenure(
+            tuple((a, day if b is None or b > day else b) for a, b in self.spans if a < day)
+        )
+
+
+Listings = Mapping[str, Mapping[str, Tenure]]
 
 
 def synthetic_symbol(n: int) -> str:
@@ -55,20 +118,66 @@ def synthetic_symbol(n: int) -> str:
     return f"perpetual-SYN{n:04d}-USDT:USDT"
 
 
-def build_listings(synthetic: int = 0) -> dict[str, dict[str, date]]:
-    """A fresh copy of :data:`LISTINGS` plus ``synthetic`` synthetic symbols on every exchange.
+@functools.cache
+def _realistic(exchange: str, count: int, trading_only: bool) -> tuple[tuple[str, Dates], ...]:
+    """The first ``count`` symbols of ``exchange`` (only never-delisted ones if
+    ``trading_only``): :data:`LISTINGS`, then :data:`.atlas.ATLAS`, then generated ones."""
+    real = [(s, (d, None)) for s, d in LISTINGS[exchange].items()] + list(ATLAS[exchange].items())
+    out: dict[str, Dates] = {}
+    for symbol, dates in itertools.chain(real, generated(exchange, {s for s, _ in real})):
+        if len(out) == count:
+            break
+        if not trading_only or dates[1] is None:
+            out[symbol] = dates
+    return tuple(out.items())
 
-    Each sandbox keeps its own copy, so sandboxes in one process can list different symbols.
+
+def realistic_listings(per_exchange: int | None = None) -> dict[str, dict[str, Dates]]:
+    """Exchange -> symbol -> ``(listed, delisted)`` of the realistic universe, a fresh copy.
+
+    By default Atlas's sizes (``atlas.ATLAS_SIZES``: 901, 664 and 434), a fifth to a third of
+    them delisted. With ``per_exchange``, exactly that many symbols per exchange, none delisted
+    and all listed by ``atlas.LAST_LISTED``: :data:`LISTINGS` first, then the other real ones,
+    then generated ones, for scale tests.
     """
+    if per_exchange is not None and per_exchange < 0:
+        raise ValueError(f"symbols_per_exchange must be >= 0, got {per_exchange}")
+    scale = per_exchange is not None
+    return {
+        exchange: dict(_realistic(exchange, per_exchange if scale else size, scale))
+        for exchange, size in ATLAS_SIZES.items()
+    }
+
+
+def build_listings(
+    universe: str = "realistic", synthetic: int = 0, per_exchange: int | None = None
+) -> dict[str, dict[str, Tenure]]:
+    """A sandbox's own listings: ``universe`` (``per_exchange`` symbols of the realistic one when
+    given) plus ``synthetic`` synthetic symbols on every exchange.
+
+    Each sandbox keeps its own copy, so sandboxes in one process can list different symbols
+    and list or delist them at run time.
+    """
+    if universe not in UNIVERSES:
+        raise ValueError(f"universe must be one of {UNIVERSES}, got {universe!r}")
     if synthetic < 0:
         raise ValueError(f"synthetic_symbols must be >= 0, got {synthetic}")
-    extra = {synthetic_symbol(n): SYNTHETIC_LISTED for n in range(1, synthetic + 1)}
-    return {exchange: {**listed, **extra} for exchange, listed in LISTINGS.items()}
+    if universe == "small" and per_exchange is not None:
+        raise ValueError("symbols_per_exchange takes its symbols from the realistic universe")
+    if universe == "small":
+        base = {e: {s: (d, None) for s, d in listed.items()} for e, listed in LISTINGS.items()}
+    else:
+        base = realistic_listings(per_exchange)
+    extra = {synthetic_symbol(n): (SYNTHETIC_LISTED, None) for n in range(1, synthetic + 1)}
+    return {
+        exchange: {s: Tenure.since(*dates) for s, dates in {**listed, **extra}.items()}
+        for exchange, listed in base.items()
+    }
 
 
-def symbols(exchange: str, listings: Listings = LISTINGS) -> list[str]:
-    """Symbols listed on ``exchange``; ``KeyError`` for an unknown exchange."""
-    return sorted(listings[exchange])
+def symbols(exchange: str, listings: Listings, day: date) -> list[str]:
+    """Symbols listed on ``exchange`` on ``day``; ``KeyError`` for an unknown exchange."""
+    return sorted(s for s, tenure in listings[exchange].items() if tenure.covers(day))
 
 
 def listing_date(exchange: str, symbol: str) -> date:
@@ -175,38 +284,45 @@ class Calendar:
     today: date
     daily_from: date
 
-    def month_files(self, listing: date, month: Month) -> list[FileSpan]:
-        """Every file published for ``month`` of a symbol listed on ``listing``, in order."""
-        lo = max(month.first_day, listing)
+    def month_files(self, tenure: Tenure, month: Month) -> list[FileSpan]:
+        """Every file published for ``month`` of a symbol listed over ``tenure``, in order.
+
+        A monthly file runs from the month's first to its last listed day (a partial month at a
+        listing or a delisting); a gap inside one monthly month (delisted and relisted within
+        it) is not modelled: its rows run through the gap.
+        """
         hi = min(month.last_day, self.today - ONE_DAY)
-        if lo > hi:
-            return []
         files = []
-        monthly_hi = min(hi, self.daily_from - ONE_DAY)
-        if lo <= monthly_hi:
-            files.append(FileSpan(month.year, month.month, None, lo, monthly_hi + ONE_DAY))
-        day = max(lo, self.daily_from)
+        monthly = tenure.hull(month.first_day, min(hi, self.daily_from - ONE_DAY))
+        if monthly is not None:
+            first, last = monthly
+            files.append(FileSpan(month.year, month.month, None, first, last + ONE_DAY))
+        day = max(month.first_day, self.daily_from)
         while day <= hi:
-            files.append(FileSpan(day.year, day.month, day.day, day, day + ONE_DAY))
+            if tenure.covers(day):
+                files.append(FileSpan(day.year, day.month, day.day, day, day + ONE_DAY))
             day += ONE_DAY
         return files
 
-    def files(self, listing: date, start: date, end: date) -> list[FileSpan]:
+    def files(self, tenure: Tenure, start: date, end: date) -> list[FileSpan]:
         """Files overlapping ``start..end`` (both inclusive), chronologically."""
-        first = Month.of(max(start, listing))
-        last = Month.of(min(end, self.today - ONE_DAY))
+        last_day = self.today - ONE_DAY
+        if tenure.delisted is not None:
+            last_day = min(last_day, tenure.delisted - ONE_DAY)
+        first = Month.of(max(start, tenure.listed))
+        last = Month.of(min(end, last_day))
         out: list[FileSpan] = []
         for month in month_range(first, last):
             out += [
                 f
-                for f in self.month_files(listing, month)
+                for f in self.month_files(tenure, month)
                 if f.first <= end and f.end - ONE_DAY >= start
             ]
         return out
 
-    def find(self, listing: date, year: int, month: int, day: int | None) -> FileSpan | None:
+    def find(self, tenure: Tenure, year: int, month: int, day: int | None) -> FileSpan | None:
         """The published file with this identity, or ``None`` if there is no such object."""
-        for span in self.month_files(listing, Month(year, month)):
+        for span in self.month_files(tenure, Month(year, month)):
             if span.day == day:
                 return span
         return None

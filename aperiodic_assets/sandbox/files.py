@@ -141,10 +141,10 @@ def download(state: SandboxState, request: Request) -> Reply:
     if refusal is not None:
         return s3_error(403, refusal.code, refusal.message, path)
     fid = parse_object_path(path)
-    listing = state.listings.get(fid.exchange, {}).get(fid.symbol) if fid else None
+    tenure = state.tenure(fid.exchange, fid.symbol) if fid else None
     span: FileSpan | None = None
-    if fid is not None and listing is not None:
-        span = state.calendar().find(listing, fid.year, fid.month, fid.day)
+    if fid is not None and tenure is not None:
+        span = state.calendar().find(tenure, fid.year, fid.month, fid.day)
     if fid is None or span is None:
         return s3_error(404, "NoSuchKey", "The specified key does not exist.", path)
     hops = request.query.get(HOPS_PARAM)

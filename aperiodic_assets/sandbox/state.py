@@ -1,7 +1,8 @@
 """What a sandbox is started with and what it remembers while it runs.
 
-Owns :class:`SandboxConfig`, :class:`SandboxState` (the clock, republished months, corruption
-and shape rules, injected faults, the request log, the URL signer) and :class:`CorruptionRule`.
+Owns :class:`SandboxConfig`, :class:`SandboxState` (the clock, the listings and their changes,
+republished months, corruption and shape rules, injected faults, the request log, the URL
+signer) and :class:`CorruptionRule`.
 Every steering action is a :class:`SandboxState` method; ``steering.py`` exposes them over HTTP
 and on the handles. Knows nothing of HTTP; never imports dagster.
 """
@@ -16,8 +17,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from ..core.months import Month
+from ..core.universe import field_problem
 from . import faults as fx
-from .catalog import Calendar, Listings, build_listings
+from .catalog import Calendar, Tenure, build_listings, symbols
 from .corruption import MODES
 from .shapes import SHAPES
 from .signing import Signer
@@ -49,6 +51,13 @@ class SandboxConfig:
     secret: str | None = None
     #: Extra symbols per exchange (``catalog.synthetic_symbol``), for scale tests.
     synthetic_symbols: int = 0
+    #: What ``/metadata/symbols`` lists (``catalog.UNIVERSES``): ``realistic``, hundreds of
+    #: symbols per exchange in Atlas's shapes, some delisted, as the real service answers; or
+    #: ``small``, just ``catalog.LISTINGS`` (three per exchange).
+    universe: str = "realistic"
+    #: Exactly this many symbols per exchange, none delisted, from the realistic universe (its
+    #: real names first): for scale tests. ``None``: the whole universe.
+    symbols_per_exchange: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,13 +118,22 @@ def _month_key(month: str | Month | None) -> str | None:
     return month.key if isinstance(month, Month) else Month.parse(str(month)).key
 
 
+class UnknownSymbol(ValueError):
+    """A steering action names a symbol the exchange never listed (the admin endpoint's 404)."""
+
+
 class SandboxState:
     """The mutable state of one sandbox; every method is thread-safe."""
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
-        #: This sandbox's exchange -> symbol -> listing day; never changes after start.
-        self.listings: Listings = build_listings(config.synthetic_symbols)
+        self._listings = build_listings(
+            config.universe, config.synthetic_symbols, config.symbols_per_exchange
+        )
+        #: The exchanges; fixed for the sandbox's life (their symbols are not, see list_symbol).
+        self.exchanges: tuple[str, ...] = tuple(self._listings)
+        #: (exchange, symbol) -> its tenure, for the symbols steering listed or delisted.
+        self._steered: dict[tuple[str, str], Tenure] = {}
         self._lock = threading.RLock()
         self._today = config.today
         self._daily_from = config.daily_from
@@ -147,10 +165,56 @@ class SandboxState:
         with self._lock:
             self._daily_from = as_date(daily_from)
 
+    # --- listings
+    def tenure(self, exchange: str, symbol: str) -> Tenure | None:
+        """When ``symbol`` has data on ``exchange``; ``None`` if the exchange never listed it."""
+        with self._lock:
+            return self._listings.get(exchange, {}).get(symbol)
+
+    def listed_symbols(self, exchange: str) -> list[str]:
+        """The symbols ``exchange`` lists today (``KeyError`` for an unknown exchange)."""
+        with self._lock:
+            return symbols(exchange, self._listings, self.today)
+
+    def list_symbol(self, exchange: str, symbol: str, listed: date | str) -> None:
+        """List ``symbol``: files from ``listed`` on, in the symbol list from that day.
+
+        A symbol delisted before ``listed`` keeps its older files (a gap in between); one
+        delisted on or after it is listed again without a break (see ``catalog.Tenure``).
+        """
+        _require_exchange(self.exchanges, exchange)
+        _require_symbol(symbol)
+        day = _field_date("listed", listed)
+        with self._lock:
+            known = self._listings[exchange].get(symbol)
+            tenure = Tenure.since(day) if known is None else known.relisted(day)
+            self._set_tenure(exchange, symbol, tenure)
+
+    def delist_symbol(self, exchange: str, symbol: str, delisted: date | str) -> None:
+        """Delist ``symbol``: no file from ``delisted`` on, out of the symbol list from that day.
+
+        Its older files stay listed and served. ``UnknownSymbol`` if the exchange never listed
+        it; ``ValueError`` if ``delisted`` is not after its first listing day.
+        """
+        _require_exchange(self.exchanges, exchange)
+        _require_symbol(symbol)
+        day = _field_date("delisted", delisted)
+        with self._lock:
+            known = self._listings[exchange].get(symbol)
+            if known is None:
+                raise UnknownSymbol(f"unknown symbol {symbol!r} on {exchange}")
+            self._set_tenure(exchange, symbol, known.delisted_on(day))
+
+    def _set_tenure(self, exchange: str, symbol: str, tenure: Tenure) -> None:
+        self._listings[exchange][symbol] = tenure
+        self._steered[(exchange, symbol)] = tenure
+
     # --- content changes
     def republish(self, exchange: str, symbol: str, month: str | Month, revision: int = 1) -> None:
         """Serve ``month``'s files (monthly and daily, every interval and mode) at ``revision``."""
-        _require_instrument(self.listings, exchange, symbol)
+        _require_exchange(self.exchanges, exchange)
+        if self.tenure(exchange, symbol) is None:
+            raise ValueError(f"unknown symbol {symbol!r} on {exchange}")
         key = (exchange, symbol, _month_key(month) or "")
         with self._lock:
             if int(revision) == 0:
@@ -182,7 +246,7 @@ class SandboxState:
                 f"unknown corruption mode {mode!r}; expected one of"
                 f" {CORRUPTION_MODES + SHAPE_MODES}"
             )
-        if exchange is not None and exchange not in self.listings:
+        if exchange is not None and exchange not in self.exchanges:
             raise ValueError(f"unknown exchange {exchange!r}")
         rule = CorruptionRule(mode, exchange, symbol, _month_key(month), _days(days))
         with self._lock:
@@ -244,12 +308,38 @@ class SandboxState:
                     for (e, s, m), r in sorted(self._revisions.items())
                 ],
                 "corruptions": [rule.as_dict() for rule in self._corruptions],
+                "listings": [
+                    {"exchange": e, "symbol": s, "spans": _spans(t)}
+                    for (e, s), t in sorted(self._steered.items())
+                ],
                 "faults": self.faults.active(),
             }
 
 
-def _require_instrument(listings: Listings, exchange: str, symbol: str) -> None:
-    if exchange not in listings:
-        raise ValueError(f"unknown exchange {exchange!r}; expected one of {sorted(listings)}")
-    if symbol not in listings[exchange]:
-        raise ValueError(f"unknown symbol {symbol!r} on {exchange}")
+def _require_exchange(exchanges: tuple[str, ...], exchange: str) -> None:
+    if exchange not in exchanges:
+        raise ValueError(f"unknown exchange {exchange!r}; expected one of {sorted(exchanges)}")
+
+
+def _require_symbol(symbol: object) -> None:
+    """A symbol a partition key can carry, as the package's instruments need."""
+    if not isinstance(symbol, str):
+        raise ValueError(f"symbol {symbol!r} is not text")
+    problem = field_problem("symbol", symbol)
+    if problem:
+        raise ValueError(problem)
+
+
+def _field_date(name: str, value: date | str) -> date:
+    try:
+        return as_date(value)
+    except ValueError:
+        raise ValueError(f"{name} {value!r} is not a YYYY-MM-DD date") from None
+
+
+def _spans(tenure: Tenure) -> list[dict[str, str | None]]:
+    """A tenure as JSON: ``[{"listed": "2024-01-01", "delisted": None}, ...]``."""
+    return [
+        {"listed": a.isoformat(), "delisted": None if b is None else b.isoformat()}
+        for a, b in tenure.spans
+    ]

@@ -1,5 +1,5 @@
-"""The steering API, described once: clock, republished months, corruption and shapes, faults,
-request log.
+"""The steering API, described once: clock, listings, republished months, corruption and shapes,
+faults, request log.
 
 Owns :data:`ACTIONS`, the one table of steering actions, and everything served from it: the
 admin endpoints under ``/_sandbox/`` and :class:`Steering`, the methods both handles share
@@ -19,7 +19,7 @@ from typing import Any
 
 from ..core.months import Month
 from .messages import Reply, Request, error_reply, json_reply
-from .state import SandboxState
+from .state import SandboxState, UnknownSymbol
 
 ADMIN_PREFIX = "/_sandbox/"
 
@@ -67,6 +67,8 @@ ACTIONS: dict[str, Action] = {
     for action in (
         Action(SandboxState.set_today),
         Action(SandboxState.set_daily_from),
+        Action(SandboxState.list_symbol),
+        Action(SandboxState.delist_symbol),
         Action(SandboxState.republish),
         Action(SandboxState.corrupt),
         Action(SandboxState.clear_corruption),
@@ -108,6 +110,8 @@ def admin(state: SandboxState, request: Request) -> Reply:
                 "not_found",
             )
         action.call(state, **action.arguments(fields))
+    except UnknownSymbol as exc:
+        return error_reply(404, "Not Found", [str(exc)], "symbol_not_found")
     except (ValueError, KeyError, TypeError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         return error_reply(400, "Invalid admin request", [detail], "invalid_admin_request")
@@ -130,6 +134,12 @@ class Steering(ABC):
 
     def set_daily_from(self, daily_from: date | str) -> None:
         self._call("set_daily_from", daily_from=daily_from)
+
+    def list_symbol(self, exchange: str, symbol: str, listed: date | str) -> None:
+        self._call("list_symbol", exchange=exchange, symbol=symbol, listed=listed)
+
+    def delist_symbol(self, exchange: str, symbol: str, delisted: date | str) -> None:
+        self._call("delist_symbol", exchange=exchange, symbol=symbol, delisted=delisted)
 
     def republish(self, exchange: str, symbol: str, month: str | Month, revision: int) -> None:
         self._call("republish", exchange=exchange, symbol=symbol, month=month, revision=revision)
