@@ -95,26 +95,30 @@ def span_of(files: Sequence[FileInfo], today: date) -> tuple[date | None, date |
 def probed(
     life: Life | None,
     files: Sequence[FileInfo],
+    since: date,
     today: date,
     now: float,
     listed: bool,
     selected: bool,
 ) -> Life:
-    """The life after listing an instrument's files since its first day (or the start month).
+    """The life after listing an instrument's files from ``since`` to today.
 
-    ``listed``: the symbol is on its exchange's list; ``selected``: a rule still picks it.
-    Closed when it is not, or when its newest file is :data:`STALE_DAYS` behind; reopened when
-    it is and its files go on past the day it was closed.
+    The listing is the truth from ``since`` on (files can vanish: a delisting may be dated back),
+    the earlier record before it. ``listed``: the symbol is on its exchange's list;
+    ``selected``: a rule still picks it. Closed when it is not, or when its newest file is
+    :data:`STALE_DAYS` behind; reopened when it is and its files go on past the day it was
+    closed.
     """
-    first, last = span_of(files, today)
+    seen_first, seen_last = span_of(files, today)
     old = life or Life()
-    first = (
-        min(d for d in (first, old.first_day) if d is not None) if first or old.first_day else None
-    )
-    last = max(d for d in (last, old.last_day) if d is not None) if last or old.last_day else None
+    before = [d for d in (old.first_day, old.last_day) if d is not None and d < since]
+    first = min([*before[:1], *(d for d in (seen_first,) if d)], default=None)
+    last = seen_last or (min(old.last_day, since - ONE_DAY) if before and old.last_day else None)
     life = replace(old, first_day=first, last_day=last, checked=now)
     if first is None or last is None:
-        return life
+        # Nothing published from the start month on: not (or no longer) an instrument's life.
+        closed = old.first_day is not None and old.closed_since is None
+        return replace(life, closed_since=old.first_day, reason=FILES_STOPPED) if closed else life
     reason = (
         LEFT_LIST
         if not listed
@@ -256,13 +260,21 @@ def probes(
                 since = EARLIEST_LISTING if keep else start
                 first.append(Probe(instrument, since, listed, selected, keep))
             continue
-        probe = Probe(instrument, (life.last_day or life.first_day) - ONE_DAY, listed, selected)
+        closing = life.open and not (listed and selected)
+        since = life.first_day if closing else max(life.first_day, _recent(life))
+        probe = Probe(instrument, since, listed, selected)
         reopen = not life.open and selected and (life.reason != FILES_STOPPED or stale(life, now))
         if life.open and not selected:
             first.append(probe)
         elif reopen or (life.open and stale(life, now)):
             later.append(probe)
     return first + later
+
+
+def _recent(life: Life) -> date:
+    """Where a routine re-listing starts: a month before the newest file, so a withdrawal or a
+    delisting dated back that far is seen."""
+    return (life.last_day or life.first_day or EARLIEST_LISTING) - timedelta(days=31)
 
 
 def stale(life: Life, now: float) -> bool:

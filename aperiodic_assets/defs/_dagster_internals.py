@@ -38,6 +38,7 @@ from dagster._core.definitions.data_version import (  # noqa: E402
     DATA_VERSION_IS_USER_PROVIDED_TAG,
     DATA_VERSION_TAG,
 )
+from dagster._core.definitions.partitions.context import partition_loading_context  # noqa: E402
 from dagster._core.definitions.partitions.utils import (  # noqa: E402
     get_tags_from_multi_partition_key,
 )
@@ -110,13 +111,17 @@ def ranged_run_requests(
     keys: Iterable[str],
     run_key: str,
     tags: Mapping[str, str],
+    instance: dg.DagsterInstance | None = None,
 ) -> list[dg.RunRequest]:
     """The runs a ``BackfillPolicy.single_run()`` backfill of ``keys`` would make: one per
     contiguous partition key range (as ``_build_run_requests_with_backfill_policy`` does), for
-    a schedule, which cannot request a backfill. Each keeps a run key for idempotence."""
+    a schedule, which cannot request a backfill. Each keeps a run key for idempotence.
+    ``instance`` answers for a dynamic dimension's keys."""
     subset = partitions_def.subset_with_partition_keys(sorted(keys))
     requests = []
-    for key_range in subset.get_partition_key_ranges(partitions_def):
+    with partition_loading_context(dynamic_partitions_store=instance):
+        ranges = subset.get_partition_key_ranges(partitions_def)
+    for key_range in ranges:
         requests.append(
             dg.RunRequest(
                 run_key=f"{run_key}:{key_range.start}..{key_range.end}",

@@ -331,21 +331,9 @@ def evaluate(
     return dg.SensorResult(run_requests=run_requests, cursor=cursor.dump())
 
 
-def _lives(
-    deployment: Deployment, context: dg.SensorEvaluationContext | dg.ScheduleEvaluationContext
-) -> Lives:
-    """The discovered instruments' lives (none for a universe of explicit instruments, whose
-    sensor and schedule need no warehouse: see :func:`_needs`)."""
-    if not deployment.universe.discovers:
-        return Lives()
-    warehouse: WarehouseResource = context.resources.warehouse
-    return read_lives(warehouse.get_warehouse())
-
-
-def _needs(deployment: Deployment) -> set[str]:
-    """The resources besides the API that a sensor or schedule reads: the warehouse, where the
-    lives of discovered instruments are kept."""
-    return {"warehouse"} if deployment.universe.discovers else set()
+def _lives(deployment: Deployment, warehouse: WarehouseResource) -> Lives:
+    """The discovered instruments' lives (none for a universe of explicit instruments)."""
+    return read_lives(warehouse.get_warehouse()) if deployment.universe.discovers else Lives()
 
 
 def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
@@ -360,15 +348,18 @@ def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
         asset_selection=[deployment.l1_key],
         minimum_interval_seconds=settings.interval_s,
         default_status=dg.DefaultSensorStatus.STOPPED,
-        required_resource_keys=_needs(deployment),
     )
-    def new_month_sensor(context: dg.SensorEvaluationContext, aperiodic: AperiodicResource):
+    def new_month_sensor(
+        context: dg.SensorEvaluationContext,
+        aperiodic: AperiodicResource,
+        warehouse: WarehouseResource,
+    ):
         current = deployment.partitions.current_month(Month.of(clock.today()))
         if current is None:
             return dg.SkipReason("no month in the partitions yet")
         client = aperiodic.get_client(logger=context.log, max_connections=settings.concurrency)
         try:
-            return evaluate(context, client, deployment, current, _lives(deployment, context))
+            return evaluate(context, client, deployment, current, _lives(deployment, warehouse))
         finally:
             client.close()
 
@@ -376,7 +367,10 @@ def build_new_month_sensor(deployment: Deployment) -> dg.SensorDefinition:
 
 
 def schedule_requests(
-    deployment: Deployment, month: Month, instruments: Iterable[Instrument]
+    deployment: Deployment,
+    month: Month,
+    instruments: Iterable[Instrument],
+    instance: dg.DagsterInstance | None = None,
 ) -> list[dg.RunRequest]:
     """Every instrument's ``month`` as the ranged runs of one single-run backfill."""
     keys = [str(partition_key(i, month)) for i in instruments]
@@ -386,6 +380,7 @@ def schedule_requests(
         keys,
         run_key=f"scheduled:{month}",
         tags={TRIGGER_TAG: deployment.name("monthly_schedule"), "aperiodic/month": month.key},
+        instance=instance,
     )
 
 
@@ -402,11 +397,10 @@ def build_monthly_schedule(deployment: Deployment, cron: str) -> dg.ScheduleDefi
         execution_timezone="UTC",
         target=[asset],
         default_status=dg.DefaultScheduleStatus.STOPPED,
-        required_resource_keys=_needs(deployment),
     )
-    def monthly_schedule(context: dg.ScheduleEvaluationContext):
+    def monthly_schedule(context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource):
         month = Month.of(context.scheduled_execution_time.date()).previous()
-        instruments = _lives(deployment, context).covering(
+        instruments = _lives(deployment, warehouse).covering(
             deployment.partitions.instrument_list(context.instance), month
         )
         keys = {str(partition_key(i, month)): i for i in instruments}
@@ -414,6 +408,6 @@ def build_monthly_schedule(deployment: Deployment, cron: str) -> dg.ScheduleDefi
         todo = [i for k, i in keys.items() if k not in done]
         if not todo:
             return dg.SkipReason(f"{month}: every instrument already holds the whole month")
-        return schedule_requests(deployment, month, todo)
+        return schedule_requests(deployment, month, todo, context.instance)
 
     return monthly_schedule

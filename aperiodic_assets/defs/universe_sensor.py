@@ -73,7 +73,7 @@ def evaluate(
             context.log.warning(f"files of {probe.instrument.key} not listed: {files}")
             continue
         old = lives.get(probe.instrument.key)
-        new = probed(old, files, today, now, probe.listed, probe.selected)
+        new = probed(old, files, probe.since, today, now, probe.listed, probe.selected)
         lives.by_key[probe.instrument.key] = new
         changes.append((probe, old, new))
     added = _additions(explicit, existing, lives, candidates, universe.start_month)
