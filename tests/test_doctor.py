@@ -202,3 +202,31 @@ def test_the_production_instance_names_the_variables_it_lacks(environ):
 
 def test_the_pool_checked_is_the_assets_pool():
     assert doctor.API_POOL == API_POOL
+
+
+def test_each_discover_rule_is_shown_with_what_it_selects_and_one_selecting_nothing_fails(
+    environ, tmp_path
+):
+    path = tmp_path / "universe.yaml"
+    path.write_text(
+        'start_month: "2024-01"\n'
+        "discover:\n"
+        "  - exchanges: [binance-futures, okx-perps]\n"
+        "    intervals: [1h, 4h]\n"
+        "    quote: [USDT]\n"
+        "  - exchanges: [hyperliquid-perps]\n"
+        "    intervals: [1h]\n"
+        '    include: ["*NOSUCHCOIN*"]\n'
+    )
+    findings = run(environ)
+    rules = {f.subject: f for f in findings if f.check == "rule"}
+    first = rules["discover[0]: binance-futures,okx-perps at 1h,4h, exchange, quote USDT"]
+    assert first.verdict == OK
+    assert "binance-futures 1h: " in first.detail and "okx-perps 4h: " in first.detail
+    assert "first: perpetual-" in first.detail
+    empty = rules["discover[1]: hyperliquid-perps at 1h, exchange, include *NOSUCHCOIN*"]
+    assert empty.verdict == FAIL and "selects nothing on hyperliquid-perps" in empty.detail
+    # A few of the first rule's instruments are checked like explicit ones.
+    assert len(verdicts(findings, "newest file")) == doctor.RULE_SAMPLE
+    assert doctor.main([], environ) == 1
+    print(doctor.render(f for f in findings if f.check in ("universe", "rule", "instruments")))

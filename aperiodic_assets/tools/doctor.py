@@ -39,6 +39,8 @@ from ..core.api import (
     RetryConfig,
 )
 from ..core.assemble import AssemblyError
+from ..core.discovery import resolve
+from ..core.lifecycle import read_lives
 from ..core.months import Month
 from ..core.normalize import NormalizationError, file_span
 from ..core.pipeline import check_files, completed, expected_window
@@ -60,6 +62,8 @@ PROBE_PREFIX = "_doctor"
 DOCTOR_RETRY = RetryConfig(max_attempts=2, budget_s=30.0, read_timeout_s=30.0)
 #: Instruments checked at once (a listing and a download each).
 CONCURRENCY = 8
+#: Instruments of each discover rule whose newest file the doctor downloads and validates.
+RULE_SAMPLE = 3
 
 
 @dataclass(frozen=True)
@@ -80,10 +84,16 @@ def diagnose(
     """Every check, in table order; ``today`` defaults to the package's clock."""
     today = today or clock.today()
     finding, universe = _universe(environ, today)
+    warehouse = _warehouse(environ)
     return [
         finding,
         *_api(environ, universe, today, retry),
-        _warehouse(environ),
+        warehouse,
+        *(
+            [_lives(Warehouse(warehouse.subject))]
+            if universe and universe.discovers and warehouse.verdict == OK
+            else []
+        ),
         *_instance(environ),
     ]
 
@@ -94,8 +104,11 @@ def _universe(environ: Mapping[str, str], today: date) -> tuple[Finding, Univers
         universe = load_configured_universe(environ, today)
     except UniverseError as exc:
         return Finding("universe", path, FAIL, _one_line(exc)), None
-    exchanges = sorted({i.exchange for i in universe.instruments})
-    detail = f"{len(universe.instruments)} instruments on {', '.join(exchanges)}"
+    exchanges = sorted({i.exchange for i in universe.instruments} | set(universe.exchanges))
+    detail = f"{len(universe.instruments)} instruments" + (
+        f" and {len(universe.rules)} discover rule(s)" if universe.rules else ""
+    )
+    detail += f" on {', '.join(exchanges)}"
     return Finding("universe", path, OK, detail), universe
 
 
@@ -110,9 +123,70 @@ def _api(
         return [Finding("api key", api_url, SKIP, "needs a valid universe")]
     client = AperiodicClient(api_url, key, retry=retry, max_connections=CONCURRENCY)
     try:
-        return _api_checks(client, universe.instruments, today)
+        rules, sample = _rules(client, universe) if universe.discovers else ([], [])
+        explicit = list(universe.instruments)
+        return (
+            [*rules, *_api_checks(client, explicit + sample, today)] if explicit + sample else rules
+        )
     finally:
         client.close()
+
+
+def _rules(client: AperiodicClient, universe: Universe) -> tuple[list[Finding], list[Instrument]]:
+    """A line per ``discover`` rule: what it selects now per exchange and interval and its
+    first symbols (FAIL when nothing); and a few of each rule's instruments for the file checks
+    (all of them would be a run's work, not a preflight's)."""
+    symbols: dict[str, list[str]] = {}
+    findings = []
+    for exchange in universe.exchanges:
+        try:
+            symbols[exchange] = client.list_symbols(exchange)
+        except AperiodicError as exc:
+            findings.append(Finding("symbols", exchange, FAIL, _one_line(exc)))
+    resolution = resolve(universe.rules, symbols)
+    for rule in universe.rules:
+        counts = resolution.counts.get(rule.where, {})
+        if not counts:
+            detail = f"selects nothing on {', '.join(rule.exchanges)}: check its filters"
+            findings.append(Finding("rule", rule.describe(), FAIL, detail))
+            continue
+        per = "; ".join(
+            f"{exchange} {interval}: {n}"
+            for exchange, by_interval in sorted(counts.items())
+            for interval, n in by_interval.items()
+        )
+        first = ", ".join(resolution.examples[rule.where])
+        findings.append(Finding("rule", rule.describe(), OK, f"{per}; first: {first}"))
+    for exchange, names in sorted(resolution.unusable.items()):
+        detail = f"{len(names)} symbol(s) cannot be partition keys (| , [ ] .): {names[:5]}"
+        findings.append(Finding("rule", exchange, WARN, detail))
+    sample = []
+    for rule in universe.rules:
+        keys = [k for k, c in resolution.candidates.items() if c.rule == rule]
+        sample += [Instrument.from_key(k) for k in keys[:RULE_SAMPLE]]
+    return findings, sample
+
+
+def _lives(warehouse: Warehouse) -> Finding:
+    """What the universe sensor recorded: how many instruments, which closed and since when."""
+    lives = read_lives(warehouse)
+    closed = sorted(
+        ((k, life) for k, life in lives.by_key.items() if life.closed_since),
+        key=lambda kl: kl[1].closed_since or date.min,
+        reverse=True,
+    )
+    if not len(lives):
+        return Finding(
+            "instruments",
+            warehouse.url,
+            WARN,
+            "none recorded yet: the universe sensor records them on its first tick",
+        )
+    shown = "; ".join(f"{k} {life.describe()}" for k, life in closed[:5])
+    detail = f"{len(lives) - len(closed)} open, {len(closed)} closed" + (
+        f" (latest: {shown})" if closed else ""
+    )
+    return Finding("instruments", warehouse.url, OK, detail)
 
 
 def _api_checks(
