@@ -13,6 +13,7 @@ import io
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from aperiodic_assets.core.assemble import Part, assemble
 from aperiodic_assets.core.months import Month
 from aperiodic_assets.core.normalize import normalize
 from aperiodic_assets.core.universe import Instrument
+from aperiodic_assets.core.versions import drift
 from aperiodic_assets.core.warehouse import PARTITION_COLUMNS, Warehouse
 from aperiodic_assets.defs.assets.downstream import (
     CHART_FILE,
@@ -39,11 +41,24 @@ from aperiodic_assets.defs.assets.downstream import (
     daily_stats,
     monthly_summary,
 )
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
 from aperiodic_assets.defs.assets.reporting import ROW_COUNT
+from aperiodic_assets.defs.assets.upstream import (
+    UPSTREAM_CURRENT,
+    UPSTREAM_VERSIONS,
+    built_from_metadata,
+    evaluate_upstream,
+    upstream_versions,
+)
 from aperiodic_assets.defs.partitions import partition_key
 
 from .conftest import BTC_1H, month_table
-from .deployed import l1_imbalance, l1_imbalance_daily, l1_imbalance_monthly_summary
+from .deployed import (
+    DEPLOYMENT,
+    l1_imbalance,
+    l1_imbalance_daily,
+    l1_imbalance_monthly_summary,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ETH_1H = Instrument("binance-futures", "perpetual-ETH-USDT:USDT", "1h", "exchange")
@@ -361,3 +376,85 @@ def test_a_utc_aware_source_file_lands_as_the_naive_one_and_gives_the_same_daily
     assert daily["aware_bytes"] == daily["naive_bytes"]
     pd.testing.assert_frame_equal(daily["aware"], daily["naive"])
     assert len(daily["naive"]) == 31
+
+
+def summary_check(instance: dg.DagsterInstance) -> dict:
+    """The latest ``upstream_current`` evaluation: passed and what it says."""
+    (record,) = instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(SUMMARY, UPSTREAM_CURRENT), limit=1
+    )
+    evaluation = record.event.dagster_event.event_specific_data
+    return {"passed": evaluation.passed, "upstream": evaluation.metadata["upstream"].value}
+
+
+def upstream_tick(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list, str | None]:
+    result = evaluate_upstream(
+        dg.build_sensor_context(instance=instance, cursor=cursor), DEPLOYMENT, SUMMARY
+    )
+    if isinstance(result, dg.SkipReason):
+        return [], cursor
+    # The daemon stores a sensor's asset events; here, as it would:
+    for event in result.asset_events:
+        instance.report_runless_asset_event(event)
+    return list(result.asset_events), result.cursor
+
+
+def test_the_summary_records_its_upstream_and_says_when_one_instrument_changed(
+    sandbox, resources, instance
+):
+    upstream, month = partition_key(BTC_1H, JULY), JULY.key
+    first = run(l1_imbalance, upstream, resources, instance)
+    summary = run(l1_imbalance_monthly_summary, month, resources, instance)
+    built = summary.metadata[UPSTREAM_VERSIONS].value
+    assert built == {BTC_1H.key: data_version(first)[:16]}
+    assert summary.metadata["upstream_partitions"].value == 1
+
+    events, cursor = upstream_tick(instance, None)
+    assert [e.passed for e in events] == [True]
+    assert summary_check(instance)["upstream"] == (
+        "all 1 summarized months are built from the latest upstream data"
+    )
+    assert upstream_tick(instance, cursor)[0] == [], "nothing reported twice"
+
+    sandbox.republish(BTC_1H.exchange, BTC_1H.symbol, JULY, revision=1)
+    run(l1_imbalance, upstream, resources, instance)
+    events, cursor = upstream_tick(instance, cursor)
+    assert [e.passed for e in events] == [False]
+    check = summary_check(instance)
+    assert not check["passed"]
+    assert check["upstream"].startswith("2026-07: upstream moved since it was built: 1 changed")
+    assert BTC_1H.key in check["upstream"]
+
+    run(l1_imbalance_monthly_summary, month, resources, instance)
+    events, cursor = upstream_tick(instance, cursor)
+    assert [e.passed for e in events] == [True] and summary_check(instance)["passed"]
+
+
+def test_the_upstream_record_follows_150_instruments_where_dagsters_staleness_stops(instance):
+    """Past 100 upstream partitions Dagster skips data-version staleness; the record does not.
+    150 upstream materializations are reported directly (no run needs to fetch them)."""
+    month = JULY
+    keys = [f"SYN{n:04d}.1h.okx-perps.perpetual-SYN{n:04d}-USDT:USDT.exchange" for n in range(150)]
+    versions = {k: hashlib.sha256(k.encode()).hexdigest() for k in keys}
+    deployment = replace(
+        DEPLOYMENT,
+        universe=replace(
+            DEPLOYMENT.universe,
+            instruments=tuple(Instrument.from_key(k) for k in keys),
+        ),
+    )
+    for key, version in versions.items():
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                L1_IMBALANCE,
+                partition=str(dg.MultiPartitionKey({"instrument": key, "month": month.key})),
+                tags={"dagster/data_version": version},
+            )
+        )
+    latest = upstream_versions(instance, deployment, month)
+    assert latest == versions
+    record = built_from_metadata(latest)[UPSTREAM_VERSIONS].value
+    assert len(record) == 150
+    changed = {**versions, keys[123]: hashlib.sha256(b"republished").hexdigest()}
+    moved = drift(record, changed)
+    assert moved.changed == (keys[123],) and not moved.current

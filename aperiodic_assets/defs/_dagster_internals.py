@@ -12,7 +12,7 @@ run's and fails if an upgrade changes any of this.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
 
@@ -42,6 +42,7 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from dagster._core.definitions.partitions.utils import (  # noqa: E402
     get_tags_from_multi_partition_key,
 )
+from dagster._core.events import DagsterEventType  # noqa: E402
 from dagster._core.execution.backfill import (  # noqa: E402
     BulkActionsFilter,
     BulkActionStatus,
@@ -83,6 +84,22 @@ def check_target(
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
     )
+
+
+def latest_data_versions(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, partition_keys: Sequence[str]
+) -> dict[str, str]:
+    """Partition key -> data version of each partition's latest materialization, in one query
+    (``get_latest_tags_by_partition``, what Dagster's staleness reads; storage API)."""
+    if not partition_keys:
+        return {}
+    tags = instance.event_log_storage.get_latest_tags_by_partition(
+        asset_key,
+        DagsterEventType.ASSET_MATERIALIZATION,
+        [DATA_VERSION_TAG],
+        asset_partitions=list(partition_keys),
+    )
+    return {key: t[DATA_VERSION_TAG] for key, t in tags.items() if DATA_VERSION_TAG in t}
 
 
 def backfill_request(

@@ -33,8 +33,9 @@ from ..core.api import DEFAULT_API_URL
 from ..core.settings import check_cron, check_owners, check_warehouse_url
 from ..core.universe import Universe, load_configured_universe, load_universe, parse_universe
 from ..core.validation import ValidationConfig
-from .assets.downstream import build_downstream
+from .assets.downstream import L1_IMBALANCE_MONTHLY_SUMMARY, build_downstream
 from .assets.l1_imbalance import build_l1_imbalance
+from .assets.upstream import build_upstream_sensor
 from .automation import build_monthly_schedule, build_new_month_sensor
 from .deployment import (
     API_POOL,
@@ -237,10 +238,14 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
 
 
 def _sensors(deployment: Deployment) -> list[dg.SensorDefinition]:
-    """The new-month sensor, and the universe sensor where rules discover the instruments."""
+    """The new-month sensor, the universe sensor where rules discover the instruments, and the
+    sensor that says whether each monthly summary is current."""
     sensors = [build_new_month_sensor(deployment)] if deployment.sensor else []
     if deployment.universe.discovers and deployment.universe_sensor:
         sensors.append(build_universe_sensor(deployment))
+    if deployment.downstream:
+        summary = deployment.key(L1_IMBALANCE_MONTHLY_SUMMARY.path[-1])
+        sensors.append(build_upstream_sensor(deployment, summary))
     return sensors
 
 

@@ -37,6 +37,7 @@ from .reporting import (
     table_metadata,
     with_code_references,
 )
+from .upstream import build_upstream_check, built_from_metadata, upstream_versions
 
 L1_IMBALANCE_DAILY = dg.AssetKey(["aperiodic", "l1_imbalance_daily"])
 L1_IMBALANCE_MONTHLY_SUMMARY = dg.AssetKey(["aperiodic", "l1_imbalance_monthly_summary"])
@@ -98,7 +99,9 @@ FOLLOW_ANY_UPSTREAM = FOLLOW_UPSTREAM.replace(
 ).with_label("eager on upstream data changes, every month, any instrument present")
 
 
-def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
+def build_downstream(
+    deployment: Deployment,
+) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
     """The two example assets of one deployment, downstream of its ``l1_imbalance``."""
     partitions = deployment.partitions
     upstream = deployment.l1_key
@@ -147,8 +150,10 @@ def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
             },
         )
 
+    summary_key = deployment.key(L1_IMBALANCE_MONTHLY_SUMMARY.path[-1])
+
     @dg.asset(
-        key=deployment.key(L1_IMBALANCE_MONTHLY_SUMMARY.path[-1]),
+        key=summary_key,
         partitions_def=partitions.months,
         deps=[dg.AssetDep(upstream, partition_mapping=EVERY_INSTRUMENT_OF_THE_MONTH)],
         code_version="1",
@@ -165,6 +170,10 @@ def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         month = Month.parse(context.partition_key)
         store = warehouse.get_warehouse()
+        # What the upstream holds for the month before reading it: the record of what this
+        # build is made of (a version landing during the read makes the record say "changed").
+        versions = upstream_versions(context.instance, deployment, month)
+        built_from = built_from_metadata(versions)
         # Instruments whose partition was withdrawn have no file: they are simply not in here.
         source = store.read(months=[month], columns=SOURCE_COLUMNS).to_pandas()
         summary = monthly_summary(source, month)
@@ -173,7 +182,9 @@ def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
         if source.empty:
             upstream = f"no instrument has an l1_imbalance partition for {month} in {store.url}"
             context.log.warning(f"{month}: {upstream} (withdrawn or never written); 0 instruments.")
-            return _without_data(store, None, month, SUMMARY_TABLE, SUMMARY_COLUMNS, upstream)
+            return _without_data(
+                store, None, month, SUMMARY_TABLE, SUMMARY_COLUMNS, upstream, built_from
+            )
         written = store.write(
             None, month, _to_arrow(summary, SUMMARY_SCHEMA), table_name=SUMMARY_TABLE
         )
@@ -195,12 +206,14 @@ def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
                 "chart_path": dg.MetadataValue.path(chart_path),
                 # The table's rows are instruments: the row count is theirs, not the source rows'.
                 **table_metadata(SUMMARY_TABLE, written.path, written.rows, SUMMARY_COLUMNS),
+                **built_from,
             },
         )
 
     return [
         with_code_references(_l1_imbalance_daily),
         with_code_references(_l1_imbalance_monthly_summary),
+        build_upstream_check(deployment, summary_key),
     ]
 
 
@@ -211,6 +224,7 @@ def _without_data(
     table_name: str,
     columns: dg.TableSchema,
     upstream: str,
+    extra: dict[str, dg.MetadataValue] | None = None,
 ) -> dg.MaterializeResult:
     """A partition whose upstream has no rows: 0 rows, and its own earlier file withdrawn (kept
     under ``_withdrawn``), so no reader of the table finds numbers of data that is gone."""
@@ -223,6 +237,7 @@ def _without_data(
             **({"withdrawn_to": dg.MetadataValue.path(moved)} if moved else {}),
             # The partition's address in the table, where no file is now.
             **table_metadata(table_name, store.uri(instrument, month, table_name), 0, columns),
+            **(extra or {}),
         },
     )
 
