@@ -57,10 +57,10 @@ class Ticker:
         self.instance, self.resources, self.cursor = instance, resources, None
 
     def tick(self) -> dg.SensorResult:
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance, cursor=self.cursor, resources=self.resources
-        )
-        result = new_month_sensor(context)
+        ) as context:
+            result = new_month_sensor(context)
         assert isinstance(result, dg.SensorResult)
         self.cursor = result.cursor
         return result
@@ -91,7 +91,7 @@ def materialize(keys: list[str], resources: dict, instance: dg.DagsterInstance) 
 
 @pytest.fixture
 def ticker(instance, resources) -> Ticker:
-    return Ticker(instance, {"aperiodic": resources["aperiodic"]})
+    return Ticker(instance, resources)
 
 
 def test_sensor_fires_on_method_bound_urls_and_never_uses_head(sandbox, ticker, resources):
@@ -278,10 +278,14 @@ def test_partitions_already_materialized_from_the_same_files_are_not_requested(
     assert len(keys) == 3 * INSTRUMENTS - 1
 
 
-def test_the_schedule_is_one_ranged_run_for_every_instrument_of_the_previous_month(instance):
+def test_the_schedule_is_one_ranged_run_for_every_instrument_of_the_previous_month(
+    instance, resources
+):
     tick = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
-    requests = list(monthly_schedule(context))
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=tick, resources=resources
+    ) as context:
+        requests = list(monthly_schedule(context))
     assert len(requests) == 1
     tags = requests[0].tags
     start = parse_partition_key(tags["dagster/asset_partition_range_start"])
@@ -297,8 +301,10 @@ def test_the_schedule_leaves_alone_what_the_sensor_landed_whole(sandbox, resourc
     month = Month.of(TODAY).previous()
     materialize([str(partition_key(BTC_1H, month))], resources, instance)
     tick = datetime.combine(month.next().first_day, datetime.min.time(), UTC) + timedelta(hours=6)
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
-    requests = list(monthly_schedule(context))
+    with dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=tick, resources=resources
+    ) as context:
+        requests = list(monthly_schedule(context))
     start = requests[0].tags["dagster/asset_partition_range_start"]
     end = requests[-1].tags["dagster/asset_partition_range_end"]
     keys = l1_partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))

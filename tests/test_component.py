@@ -177,6 +177,7 @@ def test_a_user_project_lists_and_materializes_the_component(
     # Dagster adds its automation-condition sensor for the downstream assets' conditions.
     assert {sensor["name"] for sensor in listed["sensors"]} == {
         "market_aperiodic_new_month_sensor",
+        "market_aperiodic_summary_upstream_sensor",
         "default_automation_condition_sensor",
     }
     (schedule,) = listed["schedules"]

@@ -4,6 +4,7 @@ reopened from what the files say."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -185,52 +186,53 @@ TODAY_ = date(2026, 11, 25)
 YESTERDAY = TODAY_ - timedelta(days=1)
 
 
+START = date(2024, 1, 1)
+
+
 def test_a_new_instrument_opens_at_its_first_file_and_monthly_files_count_to_month_end():
     files = [FileInfo(2025, 3, None, "http://x/m"), *daily(YESTERDAY)]
-    life = probed(None, files, TODAY_, 1.0, listed=True, selected=True)
+    life = probed(None, files, START, TODAY_, 1.0, listed=True, selected=True)
     assert life.open and life.first_day == date(2025, 3, 1) and life.last_day == YESTERDAY
     assert life.first_month == Month(2025, 3) and not life.covers(Month(2025, 2))
 
 
 def test_leaving_the_list_closes_on_the_first_day_without_a_file_and_coming_back_reopens():
-    open_ = probed(None, span(date(2026, 10, 1), YESTERDAY), TODAY_, 1.0, True, True)
-    delisted = probed(open_, span(date(2026, 10, 1), date(2026, 11, 14)), TODAY_, 2.0, False, True)
-    assert delisted == open_.__class__(
-        first_day=date(2026, 10, 1),
-        last_day=YESTERDAY,
-        closed_since=YESTERDAY + timedelta(days=1),
-        reason=LEFT_LIST,
-        checked=2.0,
-    )
-    mid_month = probed(
-        probed(None, span(date(2026, 10, 1), date(2026, 11, 20)), TODAY_, 1.0, True, True),
-        [],
-        TODAY_,
-        2.0,
-        listed=False,
-        selected=True,
-    )
-    assert mid_month.closed_since == date(2026, 11, 21) and mid_month.reason == LEFT_LIST
-    assert mid_month.last_month == Month(2026, 11) and not mid_month.covers(Month(2026, 12))
-    assert "last data 2026-11-20" in mid_month.describe()
-    back = probed(mid_month, daily(YESTERDAY), TODAY_, 3.0, listed=True, selected=True)
-    assert back.open and back.last_day == YESTERDAY
-    still_closed = probed(mid_month, [], TODAY_, 3.0, listed=True, selected=True)
-    assert still_closed.closed_since == date(2026, 11, 21)
+    first = date(2026, 10, 1)
+    open_ = probed(None, span(first, YESTERDAY), START, TODAY_, 1.0, True, True)
+    # Off the list, and its files end on the 20th (a delisting dated back: later files vanished).
+    gone = probed(open_, span(first, date(2026, 11, 20)), first, TODAY_, 2.0, False, True)
+    assert gone == Life(first, date(2026, 11, 20), date(2026, 11, 21), LEFT_LIST, 2.0)
+    assert gone.last_month == Month(2026, 11) and not gone.covers(Month(2026, 12))
+    assert "last data 2026-11-20" in gone.describe()
+    # Listed again with files after it was closed: open; listed again without: still closed.
+    back = probed(gone, daily(YESTERDAY), date(2026, 11, 19), TODAY_, 3.0, True, True)
+    assert back.open and back.last_day == YESTERDAY and back.first_day == first
+    still = probed(gone, [], date(2026, 11, 19), TODAY_, 3.0, listed=True, selected=True)
+    assert still.closed_since == date(2026, 11, 19), "nothing from the 19th on: closed then"
+
+
+def test_a_recheck_trusts_the_listing_from_where_it_starts():
+    open_ = probed(None, span(date(2026, 10, 1), YESTERDAY), START, TODAY_, 1.0, True, True)
+    since = YESTERDAY - timedelta(days=31)
+    same = probed(open_, span(since, YESTERDAY), since, TODAY_, 2.0, True, True)
+    assert same == replace(open_, checked=2.0)
+    withdrawn = probed(open_, span(since, date(2026, 11, 10)), since, TODAY_, 2.0, True, True)
+    assert withdrawn.last_day == date(2026, 11, 10) and withdrawn.reason == FILES_STOPPED
 
 
 def test_files_that_stop_close_a_listed_instrument_and_a_dropped_rule_closes_too():
     last = YESTERDAY - timedelta(days=STALE_DAYS + 1)
-    stopped = probed(None, span(date(2026, 10, 1), last), TODAY_, 1.0, True, True)
+    stopped = probed(None, span(date(2026, 10, 1), last), START, TODAY_, 1.0, True, True)
     assert stopped.reason == FILES_STOPPED and stopped.closed_since == last + timedelta(days=1)
-    recent = probed(None, span(date(2026, 10, 1), YESTERDAY - timedelta(days=2)), TODAY_, 1, 1, 1)
+    two_days_late = span(date(2026, 10, 1), YESTERDAY - timedelta(days=2))
+    recent = probed(None, two_days_late, START, TODAY_, 1.0, True, True)
     assert recent.open, "a few days' delay is not a stop"
-    dropped = probed(recent, [], TODAY_, 2.0, listed=True, selected=False)
+    dropped = probed(recent, two_days_late, START, TODAY_, 2.0, listed=True, selected=False)
     assert dropped.reason == NOT_SELECTED
 
 
 def test_no_file_since_the_start_month_is_not_an_instrument_yet():
-    life = probed(None, [], TODAY_, 1.0, True, True)
+    life = probed(None, [], START, TODAY_, 1.0, True, True)
     assert life.first_day is None and not life.open and not life.covers(Month(2026, 11))
 
 
@@ -290,7 +292,7 @@ def test_a_tick_probes_new_and_leaving_instruments_first_then_what_is_due():
     )
     assert [p.instrument.key for p in todo] == [gone, new, due]
     assert todo[0].listed is False and todo[1].since == date(2024, 1, 1)
-    assert todo[2].since == YESTERDAY - timedelta(days=1)
+    assert todo[2].since == YESTERDAY - timedelta(days=31), "a month back: late withdrawals"
 
 
 def test_a_closed_instruments_month_is_expected_whole_at_once():

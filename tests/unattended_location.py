@@ -27,6 +27,7 @@ SHORT_RETRY = RetrySettings(
 
 defs = dg.Definitions(
     assets=list(deployed.defs.assets or []),
+    asset_checks=list(deployed.defs.asset_checks or []),
     jobs=list(deployed.defs.jobs or []),
     schedules=list(deployed.defs.schedules or []),
     sensors=[

@@ -112,8 +112,8 @@ class Week:
         latest = self.latest(L1_IMBALANCE, key)
         return bool(rejections) and (latest is None or latest.timestamp < rejections[0].timestamp)
 
-    def sensor_ticks(self) -> list:
-        states = [s for s in self.instance.all_instigator_state() if s.name == "new_month_sensor"]
+    def sensor_ticks(self, name: str = "new_month_sensor") -> list:
+        states = [s for s in self.instance.all_instigator_state() if s.name == name]
         (state,) = states
         return list(self.instance.get_ticks(state.instigator_origin_id, state.selector_id))
 
@@ -124,15 +124,19 @@ def running_week(
     first_day: date,
     instruments: Sequence[Instrument],
     env: dict[str, str],
+    universe_file: dict | None = None,
+    sandbox_config: dict | None = None,
 ) -> Iterator[Week]:
     """The deployment on ``tmp_path`` at ``first_day``, the sensor on; ``env`` adds settings
-    (sensor interval, budget, in-run wait cap)."""
+    (sensor interval, budget, in-run wait cap); ``universe_file`` replaces the universe of
+    ``instruments`` (discover rules), ``sandbox_config`` adds SandboxConfig fields."""
     home = (tmp_path / "dagster_home").resolve()
     clock_file = tmp_path / "clock"
     universe = tmp_path / "universe.yaml"
     universe.write_text(
         yaml.safe_dump(
-            {
+            universe_file
+            or {
                 "start_month": "2024-01",
                 "instruments": [
                     {"exchange": i.exchange, "symbol": i.symbol, "interval": i.interval}
@@ -141,7 +145,8 @@ def running_week(
             }
         )
     )
-    with Sandbox(SandboxConfig(api_key=KEY, today=first_day)) as sandbox:
+    config = SandboxConfig(api_key=KEY, today=first_day, **(sandbox_config or {}))
+    with Sandbox(config) as sandbox:
         full_env = {
             "APERIODIC_API_URL": sandbox.base_url,
             "APERIODIC_API_KEY": KEY,

@@ -137,7 +137,8 @@ def probed(
             life, closed_since=since or last + ONE_DAY, reason=old.reason if since else reason
         )
     if old.closed_since is not None and last < old.closed_since:
-        return life  # listed again, but no file since it was closed: stays closed
+        # Listed again, but no file since it was closed: stays closed (earlier, if files went).
+        return replace(life, closed_since=min(old.closed_since, last + ONE_DAY))
     return replace(life, closed_since=None, reason="")
 
 

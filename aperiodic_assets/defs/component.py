@@ -35,7 +35,7 @@ from ..core.universe import Universe, load_configured_universe, load_universe, p
 from ..core.validation import ValidationConfig
 from .assets.downstream import L1_IMBALANCE_MONTHLY_SUMMARY, build_downstream
 from .assets.l1_imbalance import build_l1_imbalance
-from .assets.upstream import build_upstream_sensor
+from .assets.upstream import build_upstream_check, build_upstream_sensor
 from .automation import build_monthly_schedule, build_new_month_sensor
 from .deployment import (
     API_POOL,
@@ -174,8 +174,12 @@ class AperiodicL1Imbalance(dg.Component, dg.Resolvable, dg.Model):
         if self.git is not None:
             assets = _linked_to_git(assets, self.git)
         s3 = S3Resource()
+        summary = deployment.key(L1_IMBALANCE_MONTHLY_SUMMARY.path[-1])
         return dg.Definitions(
             assets=assets,
+            asset_checks=[build_upstream_check(deployment, summary)]
+            if deployment.downstream
+            else [],
             jobs=[
                 dg.define_asset_job(
                     deployment.name("l1_imbalance_job"),

@@ -37,7 +37,7 @@ from .reporting import (
     table_metadata,
     with_code_references,
 )
-from .upstream import build_upstream_check, built_from_metadata, upstream_versions
+from .upstream import built_from_metadata, upstream_versions
 
 L1_IMBALANCE_DAILY = dg.AssetKey(["aperiodic", "l1_imbalance_daily"])
 L1_IMBALANCE_MONTHLY_SUMMARY = dg.AssetKey(["aperiodic", "l1_imbalance_monthly_summary"])
@@ -213,7 +213,6 @@ def build_downstream(
     return [
         with_code_references(_l1_imbalance_daily),
         with_code_references(_l1_imbalance_monthly_summary),
-        build_upstream_check(deployment, summary_key),
     ]
 
 
