@@ -79,11 +79,13 @@ def test_a_discovered_universe_lands_follows_listings_and_closes_delistings(week
 
     yesterday = (DAY - timedelta(days=1)).isoformat()
     keys = instruments(week)
-    week.wait(
-        "every instrument's month through yesterday",
-        lambda: all(landed_through(week, k, MONTH) == yesterday for k in keys),
-        420,
-    )
+
+    def all_landed() -> bool:
+        through = [landed_through(week, k, MONTH) for k in keys]
+        print(f"  {time.monotonic() - started:.0f}s: {through.count(yesterday)} of {len(keys)}")
+        return through.count(yesterday) == len(keys)
+
+    week.wait("every instrument's month through yesterday", all_landed, 420)
     print(f"landed {len(keys)} months after {time.monotonic() - started:.0f}s")
 
     listed_at = time.monotonic()
