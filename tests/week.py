@@ -126,10 +126,12 @@ def running_week(
     env: dict[str, str],
     universe_file: dict | None = None,
     sandbox_config: dict | None = None,
+    module: str = "tests.unattended_location",
 ) -> Iterator[Week]:
     """The deployment on ``tmp_path`` at ``first_day``, the sensor on; ``env`` adds settings
     (sensor interval, budget, in-run wait cap); ``universe_file`` replaces the universe of
-    ``instruments`` (discover rules), ``sandbox_config`` adds SandboxConfig fields."""
+    ``instruments`` (discover rules), ``sandbox_config`` adds SandboxConfig fields, ``module``
+    is the code location."""
     home = (tmp_path / "dagster_home").resolve()
     clock_file = tmp_path / "clock"
     universe = tmp_path / "universe.yaml"
@@ -159,7 +161,7 @@ def running_week(
             "load_from": [
                 {
                     "python_module": {
-                        "module_name": "tests.unattended_location",
+                        "module_name": module,
                         "location_name": LOCATION,
                         "working_directory": str(REPO_ROOT),
                     }
