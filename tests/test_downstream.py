@@ -32,24 +32,25 @@ from aperiodic_assets.core.assemble import Part, assemble
 from aperiodic_assets.core.months import Month
 from aperiodic_assets.core.normalize import normalize
 from aperiodic_assets.core.universe import Instrument
-from aperiodic_assets.core.versions import drift
 from aperiodic_assets.core.warehouse import PARTITION_COLUMNS, Warehouse
 from aperiodic_assets.defs.assets.downstream import (
     CHART_FILE,
     DAILY_TABLE,
     SUMMARY_TABLE,
+    build_downstream,
     daily_stats,
     monthly_summary,
 )
-from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE, build_l1_imbalance
 from aperiodic_assets.defs.assets.reporting import ROW_COUNT
 from aperiodic_assets.defs.assets.upstream import (
     UPSTREAM_CURRENT,
     UPSTREAM_VERSIONS,
-    built_from_metadata,
+    build_upstream_check,
     evaluate_upstream,
     upstream_versions,
 )
+from aperiodic_assets.defs.deployment import Deployment
 from aperiodic_assets.defs.partitions import partition_key
 
 from .conftest import BTC_1H, month_table
@@ -387,9 +388,11 @@ def summary_check(instance: dg.DagsterInstance) -> dict:
     return {"passed": evaluation.passed, "upstream": evaluation.metadata["upstream"].value}
 
 
-def upstream_tick(instance: dg.DagsterInstance, cursor: str | None) -> tuple[list, str | None]:
+def upstream_tick(
+    instance: dg.DagsterInstance, cursor: str | None, deployment: Deployment = DEPLOYMENT
+) -> tuple[list, str | None]:
     result = evaluate_upstream(
-        dg.build_sensor_context(instance=instance, cursor=cursor), DEPLOYMENT, SUMMARY
+        dg.build_sensor_context(instance=instance, cursor=cursor), deployment, SUMMARY
     )
     if isinstance(result, dg.SkipReason):
         return [], cursor
@@ -430,31 +433,58 @@ def test_the_summary_records_its_upstream_and_says_when_one_instrument_changed(
     assert [e.passed for e in events] == [True] and summary_check(instance)["passed"]
 
 
-def test_the_upstream_record_follows_150_instruments_where_dagsters_staleness_stops(instance):
-    """Past 100 upstream partitions Dagster skips data-version staleness; the record does not.
-    150 upstream materializations are reported directly (no run needs to fetch them)."""
+def test_past_100_instruments_the_summary_reruns_and_says_which_upstream_it_was_built_from(
+    instance, resources
+):
+    """Past 100 upstream partitions Dagster skips data-version staleness; the record and the
+    automation condition do not. 150 upstream materializations are reported directly, with the
+    data versions a run would give them (no run needs to fetch them)."""
     month = JULY
     keys = [f"SYN{n:04d}.1h.okx-perps.perpetual-SYN{n:04d}-USDT:USDT.exchange" for n in range(150)]
-    versions = {k: hashlib.sha256(k.encode()).hexdigest() for k in keys}
-    deployment = replace(
-        DEPLOYMENT,
-        universe=replace(
-            DEPLOYMENT.universe,
-            instruments=tuple(Instrument.from_key(k) for k in keys),
-        ),
+    universe = replace(DEPLOYMENT.universe, instruments=tuple(map(Instrument.from_key, keys)))
+    deployment = replace(DEPLOYMENT, universe=universe)
+    graph = [build_l1_imbalance(deployment), *build_downstream(deployment)]
+    defs = dg.Definitions(
+        assets=graph,
+        asset_checks=[build_upstream_check(deployment, SUMMARY)],
+        resources=resources,
     )
-    for key, version in versions.items():
+
+    def report(key: str, version: str) -> None:
+        partition = dg.MultiPartitionKey({"instrument": key, "month": month.key})
         instance.report_runless_asset_event(
             dg.AssetMaterialization(
-                L1_IMBALANCE,
-                partition=str(dg.MultiPartitionKey({"instrument": key, "month": month.key})),
-                tags={"dagster/data_version": version},
+                L1_IMBALANCE, partition=str(partition), tags={"dagster/data_version": version}
             )
         )
-    latest = upstream_versions(instance, deployment, month)
-    assert latest == versions
-    record = built_from_metadata(latest)[UPSTREAM_VERSIONS].value
-    assert len(record) == 150
-    changed = {**versions, keys[123]: hashlib.sha256(b"republished").hexdigest()}
-    moved = drift(record, changed)
-    assert moved.changed == (keys[123],) and not moved.current
+
+    cursor = None
+
+    def summary_requested() -> bool:
+        nonlocal cursor
+        result = dg.evaluate_automation_conditions(defs, instance, cursor=cursor)
+        cursor = result.cursor
+        return month.key in result.get_requested_partitions(SUMMARY)
+
+    assert not summary_requested()
+    versions = {k: hashlib.sha256(k.encode()).hexdigest() for k in keys}
+    for key, version in versions.items():
+        report(key, version)
+    assert upstream_versions(instance, deployment, month) == versions
+    assert summary_requested()
+    built = dg.materialize(
+        graph, selection=[SUMMARY], partition_key=month.key, resources=resources, instance=instance
+    )
+    (event,) = built.get_asset_materialization_events()
+    metadata = event.step_materialization_data.materialization.metadata
+    assert metadata["upstream_partitions"].value == 150
+    assert metadata[UPSTREAM_VERSIONS].value == {k: v[:16] for k, v in versions.items()}
+    assert not summary_requested()
+    events, check_cursor = upstream_tick(instance, None, deployment)
+    assert [e.passed for e in events] == [True]
+
+    report(keys[123], hashlib.sha256(b"republished").hexdigest())
+    assert summary_requested(), "one upstream month of 150 changed: the summary runs again"
+    events, check_cursor = upstream_tick(instance, check_cursor, deployment)
+    assert [e.passed for e in events] == [False]
+    assert f"1 changed ({keys[123]})" in summary_check(instance)["upstream"]
