@@ -5,8 +5,12 @@ relisting reopens it; the new-month sensor and the schedule follow the lives."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -22,6 +26,7 @@ from aperiodic_assets.defs.universe_sensor import LIFE
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 
 from .conftest import FAST_RETRY, KEY
+from .dagster_services import REPO_ROOT
 
 pytestmark = pytest.mark.slow(seconds=40)
 
@@ -206,3 +211,69 @@ def test_a_relisting_reopens_the_instrument(world):
     (event,) = result.asset_events
     assert event.metadata[LIFE].value == "reopened"
     assert read_lives(world.resources["warehouse"].get_warehouse()).get(back.key).open
+
+
+def test_on_a_fresh_instance_one_sync_lets_the_cli_materialize_a_discovered_instrument(
+    tmp_path, sandbox
+):
+    """No daemon yet: `python -m aperiodic_assets.tools.universe` runs the universe sensor once
+    and `dagster asset materialize` then finds the instrument's partition."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    universe = tmp_path / "universe.yaml"
+    universe.write_text(
+        'start_month: "2026-09"\n'
+        "discover:\n"
+        "  - exchanges: [hyperliquid-perps]\n"
+        "    intervals: [1d]\n"
+        "    include: ['*-BTC-*', '*XYZ:TSLA*']\n"
+    )
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "APERIODIC_UNIVERSE": str(universe),
+        "APERIODIC_API_URL": sandbox.base_url,
+        "APERIODIC_API_KEY": KEY,
+        "WAREHOUSE_URL": str(tmp_path / "warehouse"),
+        "APERIODIC_NOW": f"{TODAY}T12:00:00",
+    }
+    bin_dir = Path(sys.executable).parent
+    synced = subprocess.run(
+        [sys.executable, "-m", "aperiodic_assets.tools.universe"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    assert "2 instrument(s) added; the instrument dimension holds 2" in synced.stdout
+    tsla = Instrument("hyperliquid-perps", "perpetual-XYZ:TSLA-USDC:USDC", "1d")
+    partition = f"{tsla.key}|2026-10"
+    done = subprocess.run(
+        [
+            str(bin_dir / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "aperiodic_assets.definitions",
+            "--select",
+            "aperiodic/l1_imbalance",
+            "--partition",
+            partition,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "warehouse" / "l1_imbalance" / "exchange=hyperliquid-perps").is_dir()
+    again = subprocess.run(
+        [sys.executable, "-m", "aperiodic_assets.tools.universe"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO_ROOT,
+    )
+    assert "0 instrument(s) added; the instrument dimension holds 2" in again.stdout
