@@ -237,43 +237,21 @@ def test_on_a_fresh_instance_one_sync_lets_the_cli_materialize_a_discovered_inst
         "WAREHOUSE_URL": str(tmp_path / "warehouse"),
         "APERIODIC_NOW": f"{TODAY}T12:00:00",
     }
-    bin_dir = Path(sys.executable).parent
-    synced = subprocess.run(
-        [sys.executable, "-m", "aperiodic_assets.tools.universe"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO_ROOT,
-    )
-    assert "2 instrument(s) added; the instrument dimension holds 2" in synced.stdout
+
+    def run(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            argv, env=env, capture_output=True, text=True, check=check, cwd=REPO_ROOT
+        )
+
+    sync = [sys.executable, "-m", "aperiodic_assets.tools.universe"]
+    assert "2 instrument(s) added; the instrument dimension holds 2" in run(*sync).stdout
     tsla = Instrument("hyperliquid-perps", "perpetual-XYZ:TSLA-USDC:USDC", "1d")
-    partition = f"{tsla.key}|2026-10"
-    done = subprocess.run(
-        [
-            str(bin_dir / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "aperiodic_assets.definitions",
-            "--select",
-            "aperiodic/l1_imbalance",
-            "--partition",
-            partition,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
+    dagster = str(Path(sys.executable).parent / "dagster")
+    done = run(
+        *(dagster, "asset", "materialize", "-m", "aperiodic_assets.definitions"),
+        *("--select", "aperiodic/l1_imbalance", "--partition", f"{tsla.key}|2026-10"),
+        check=False,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "warehouse" / "l1_imbalance" / "exchange=hyperliquid-perps").is_dir()
-    again = subprocess.run(
-        [sys.executable, "-m", "aperiodic_assets.tools.universe"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO_ROOT,
-    )
-    assert "0 instrument(s) added; the instrument dimension holds 2" in again.stdout
+    assert "0 instrument(s) added; the instrument dimension holds 2" in run(*sync).stdout

@@ -25,27 +25,32 @@ SHORT_RETRY = RetrySettings(
     read_timeout_s=2.0,
 )
 
-defs = dg.Definitions(
-    assets=list(deployed.defs.assets or []),
-    asset_checks=list(deployed.defs.asset_checks or []),
-    jobs=list(deployed.defs.jobs or []),
-    schedules=list(deployed.defs.schedules or []),
-    sensors=[
-        *(deployed.defs.sensors or []),
-        dg.AutomationConditionSensorDefinition(
-            "downstream_follows",
-            target=dg.AssetSelection.all(),
-            minimum_interval_seconds=2,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-        ),
-    ],
-    executor=deployed.defs.executor,
-    resources={
-        **(deployed.defs.resources or {}),
-        "aperiodic": AperiodicResource(
-            api_url=dg.EnvVar("APERIODIC_API_URL"),
-            api_key=dg.EnvVar("APERIODIC_API_KEY"),
-            retry=SHORT_RETRY,
-        ),
-    },
+
+def deployed_with_short_retries(*extra_sensors: dg.SensorDefinition) -> dg.Definitions:
+    """The package's definitions, the client's retries short, ``extra_sensors`` added."""
+    return dg.Definitions(
+        assets=list(deployed.defs.assets or []),
+        asset_checks=list(deployed.defs.asset_checks or []),
+        jobs=list(deployed.defs.jobs or []),
+        schedules=list(deployed.defs.schedules or []),
+        sensors=[*(deployed.defs.sensors or []), *extra_sensors],
+        executor=deployed.defs.executor,
+        resources={
+            **(deployed.defs.resources or {}),
+            "aperiodic": AperiodicResource(
+                api_url=dg.EnvVar("APERIODIC_API_URL"),
+                api_key=dg.EnvVar("APERIODIC_API_KEY"),
+                retry=SHORT_RETRY,
+            ),
+        },
+    )
+
+
+defs = deployed_with_short_retries(
+    dg.AutomationConditionSensorDefinition(
+        "downstream_follows",
+        target=dg.AssetSelection.all(),
+        minimum_interval_seconds=2,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
 )

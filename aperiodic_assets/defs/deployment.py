@@ -30,6 +30,15 @@ DEFAULT_SCHEDULE_CRON = "0 6 1 * *"
 MAX_BUDGET_S = 45.0
 
 
+def check_budget(variable: str, budget_s: float) -> None:
+    """A sensor's tick budget: over 0 and at most :data:`MAX_BUDGET_S`, else ValueError."""
+    if not 0 < budget_s <= MAX_BUDGET_S:
+        raise ValueError(
+            f"{variable}={budget_s:g}: the sensor's budget must be over 0 and at most"
+            f" {MAX_BUDGET_S:g} s (Dagster times a sensor evaluation out at 60 s)"
+        )
+
+
 @dataclass(frozen=True)
 class SensorSettings:
     """How often and how hard the sensor looks; environment variables override the defaults."""
@@ -45,11 +54,7 @@ class SensorSettings:
     concurrency: int = 8
 
     def __post_init__(self) -> None:
-        if not 0 < self.budget_s <= MAX_BUDGET_S:
-            raise ValueError(
-                f"APERIODIC_SENSOR_BUDGET_S={self.budget_s:g}: the sensor's budget must be over 0"
-                f" and at most {MAX_BUDGET_S:g} s (Dagster times a sensor evaluation out at 60 s)"
-            )
+        check_budget("APERIODIC_SENSOR_BUDGET_S", self.budget_s)
 
     @classmethod
     def from_env(cls, **chosen: Any) -> SensorSettings:
@@ -80,11 +85,7 @@ class UniverseSensorSettings:
     concurrency: int = 8
 
     def __post_init__(self) -> None:
-        if not 0 < self.budget_s <= MAX_BUDGET_S:
-            raise ValueError(
-                f"APERIODIC_UNIVERSE_SENSOR_BUDGET_S={self.budget_s:g}: the budget must be over"
-                f" 0 and at most {MAX_BUDGET_S:g} s (Dagster times a sensor evaluation out at 60 s)"
-            )
+        check_budget("APERIODIC_UNIVERSE_SENSOR_BUDGET_S", self.budget_s)
 
     @classmethod
     def from_env(cls, **chosen: Any) -> UniverseSensorSettings:
