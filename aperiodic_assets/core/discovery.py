@@ -125,20 +125,13 @@ def _value(key: str, value: Any) -> tuple[Any, str | None]:
     return (None, "; ".join(bad)) if bad else (tuple(dict.fromkeys(items)), None)
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """A symbol a rule selects at one interval: an instrument if its files say it traded."""
-
-    key: str
-    rule: Rule
-
-
 @dataclass
 class Resolution:
     """What the rules make of the symbol lists: candidates by key, and what they left out."""
 
-    #: Instrument key -> the first rule that selected it, in rule order.
-    candidates: dict[str, Candidate] = field(default_factory=dict)
+    #: Instrument key -> the first rule that selected it, in rule order: an instrument once its
+    #: files say it traded.
+    candidates: dict[str, Rule] = field(default_factory=dict)
     #: Rule -> exchange -> interval -> how many symbols it selected.
     counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     #: Rule -> the first symbols it selected (for the doctor).
@@ -172,7 +165,7 @@ def resolve(
                         if symbol not in unusable:
                             unusable.append(symbol)
                         continue
-                    out.candidates.setdefault(instrument.key, Candidate(instrument.key, rule))
+                    out.candidates.setdefault(instrument.key, rule)
                     by_interval = counts.setdefault(exchange, {})
                     by_interval[interval] = by_interval.get(interval, 0) + 1
                     if len(shown) < examples and symbol not in shown:

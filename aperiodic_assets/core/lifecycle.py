@@ -111,9 +111,10 @@ def probed(
     """
     seen_first, seen_last = span_of(files, today)
     old = life or Life()
-    before = [d for d in (old.first_day, old.last_day) if d is not None and d < since]
-    first = min([*before[:1], *(d for d in (seen_first,) if d)], default=None)
-    last = seen_last or (min(old.last_day, since - ONE_DAY) if before and old.last_day else None)
+    # What the record knew before ``since`` stands; the listing says the rest.
+    earlier = old.first_day is not None and old.first_day < since
+    first = old.first_day if earlier else seen_first
+    last = seen_last or (min(old.last_day, since - ONE_DAY) if earlier and old.last_day else None)
     life = replace(old, first_day=first, last_day=last, checked=now)
     if first is None or last is None:
         # Nothing published from the start month on: not (or no longer) an instrument's life.
@@ -130,11 +131,9 @@ def probed(
     )
     if reason:
         # Closed on the first day without a file; an earlier closing day stands.
-        since = (
-            old.closed_since if old.closed_since and old.closed_since <= last + ONE_DAY else None
-        )
+        kept = old.closed_since if old.closed_since and old.closed_since <= last + ONE_DAY else None
         return replace(
-            life, closed_since=since or last + ONE_DAY, reason=old.reason if since else reason
+            life, closed_since=kept or last + ONE_DAY, reason=old.reason if kept else reason
         )
     if old.closed_since is not None and last < old.closed_since:
         # Listed again, but no file since it was closed: stays closed (earlier, if files went).
@@ -225,8 +224,6 @@ class Probe:
     since: date
     listed: bool
     selected: bool
-    #: Keep it even if its files ended before the start month (the rule's ``delisted``).
-    keep_delisted: bool = False
 
 
 def probes(
@@ -259,7 +256,7 @@ def probes(
         if life is None or life.first_day is None:
             if selected:
                 since = EARLIEST_LISTING if keep else start
-                first.append(Probe(instrument, since, listed, selected, keep))
+                first.append(Probe(instrument, since, listed, selected))
             continue
         closing = life.open and not (listed and selected)
         since = life.first_day if closing else max(life.first_day, _recent(life))

@@ -57,7 +57,7 @@ def evaluate(
     explicit = set(universe.keys)
     existing = set(context.instance.get_dynamic_partitions(partitions.dynamic_name))
     lives = read_lives(store)
-    candidates = {k: c.rule.delisted for k, c in resolution.candidates.items() if k not in explicit}
+    candidates = {k: r.delisted for k, r in resolution.candidates.items() if k not in explicit}
     todo = probes(
         existing - explicit, candidates, lives, symbols, universe.start_month.first_day, now
     )

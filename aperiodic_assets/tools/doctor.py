@@ -144,15 +144,15 @@ def _rules(client: AperiodicClient, universe: Universe) -> tuple[list[Finding], 
         except AperiodicError as exc:
             findings.append(Finding("symbols", exchange, FAIL, _one_line(exc)))
     resolution = resolve(universe.rules, symbols)
+    empty = resolution.empty_rules(universe.rules)
     for rule in universe.rules:
-        counts = resolution.counts.get(rule.where, {})
-        if not counts:
+        if rule in empty:
             detail = f"selects nothing on {', '.join(rule.exchanges)}: check its filters"
             findings.append(Finding("rule", rule.describe(), FAIL, detail))
             continue
         per = "; ".join(
             f"{exchange} {interval}: {n}"
-            for exchange, by_interval in sorted(counts.items())
+            for exchange, by_interval in sorted(resolution.counts[rule.where].items())
             for interval, n in by_interval.items()
         )
         first = ", ".join(resolution.examples[rule.where])
@@ -162,7 +162,7 @@ def _rules(client: AperiodicClient, universe: Universe) -> tuple[list[Finding], 
         findings.append(Finding("rule", exchange, WARN, detail))
     sample = []
     for rule in universe.rules:
-        keys = [k for k, c in resolution.candidates.items() if c.rule == rule]
+        keys = [k for k, selector in resolution.candidates.items() if selector == rule]
         sample += [Instrument.from_key(k) for k in keys[:RULE_SAMPLE]]
     return findings, sample
 

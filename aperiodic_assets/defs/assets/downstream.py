@@ -99,9 +99,7 @@ FOLLOW_ANY_UPSTREAM = FOLLOW_UPSTREAM.replace(
 ).with_label("eager on upstream data changes, every month, any instrument present")
 
 
-def build_downstream(
-    deployment: Deployment,
-) -> list[dg.AssetsDefinition | dg.AssetChecksDefinition]:
+def build_downstream(deployment: Deployment) -> list[dg.AssetsDefinition]:
     """The two example assets of one deployment, downstream of its ``l1_imbalance``."""
     partitions = deployment.partitions
     upstream = deployment.l1_key

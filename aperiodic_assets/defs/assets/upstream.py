@@ -11,11 +11,13 @@ from the moment one instrument's month is republished until the summary has re-r
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
 from ...core.months import Month
+from ...core.universe import Instrument
 from ...core.versions import drift, fingerprint, recorded
 from .._dagster_internals import latest_data_versions
 from ..deployment import Deployment
@@ -27,10 +29,15 @@ UPSTREAM_FINGERPRINT = "upstream_fingerprint"
 
 
 def upstream_versions(
-    instance: dg.DagsterInstance, deployment: Deployment, month: Month
+    instance: dg.DagsterInstance,
+    deployment: Deployment,
+    month: Month,
+    instruments: Sequence[Instrument] | None = None,
 ) -> dict[str, str]:
-    """Instrument partition key -> latest data version, for every instrument of ``month``."""
-    instruments = deployment.partitions.instrument_list(instance)
+    """Instrument key -> latest data version, for every instrument of ``month`` (``instruments``:
+    the dimension's, when the caller already read them)."""
+    if instruments is None:
+        instruments = deployment.partitions.instrument_list(instance)
     keys = {str(partition_key(i, month)): i.key for i in instruments}
     latest = latest_data_versions(instance, deployment.l1_key, list(keys))
     return {keys[k]: v for k, v in latest.items()}
@@ -81,6 +88,7 @@ def upstream_report(
     """Two queries per summarized month: its latest record, the upstream's latest versions."""
     behind: dict[str, str] = {}
     states = []
+    instruments = deployment.partitions.instrument_list(instance)
     for month_key in sorted(instance.get_materialized_partitions(summary)):
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=summary, asset_partitions=[month_key]), limit=1
@@ -89,7 +97,7 @@ def upstream_report(
         built = materialization.metadata.get(UPSTREAM_VERSIONS) if materialization else None
         if built is None:
             continue
-        latest = upstream_versions(instance, deployment, Month.parse(month_key))
+        latest = upstream_versions(instance, deployment, Month.parse(month_key), instruments)
         states.append(f"{month_key}:{records[0].storage_id}:{fingerprint(recorded(latest))}")
         moved = drift(dict(built.value), latest)
         if not moved.current:
