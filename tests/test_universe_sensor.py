@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,18 +44,7 @@ class World:
     def __init__(self, sandbox: Sandbox, tmp_path, instance: dg.DagsterInstance) -> None:
         self.sandbox = sandbox
         self.warehouse_url = str(tmp_path / "warehouse")
-        component = AperiodicL1Imbalance(
-            universe={
-                "start_month": "2026-09",
-                "discover": [{"exchanges": EXCHANGES, "intervals": ["1d"]}],
-            },
-            warehouse_url=self.warehouse_url,
-            api_url=sandbox.base_url,
-            downstream=False,
-        )
-        self.deployment = component.deployment()
-        self.defs = component.build(self.deployment)
-        self.partitions = self.deployment.partitions
+        self.build()
         self.resources = {
             "aperiodic": AperiodicResource(
                 api_url=sandbox.base_url, api_key=KEY, retry=RetrySettings(**asdict(FAST_RETRY))
@@ -63,6 +53,22 @@ class World:
         }
         self.instance = instance
         self.cursor: str | None = None
+
+    def build(self, **attributes: object) -> None:
+        """The deployment, with component ``attributes`` beside the discovering universe."""
+        component = AperiodicL1Imbalance(
+            universe={
+                "start_month": "2026-09",
+                "discover": [{"exchanges": EXCHANGES, "intervals": ["1d"]}],
+            },
+            warehouse_url=self.warehouse_url,
+            api_url=self.sandbox.base_url,
+            downstream=False,
+            **attributes,
+        )
+        self.deployment = component.deployment()
+        self.defs = component.build(self.deployment)
+        self.partitions = self.deployment.partitions
 
     def universe_tick(self) -> dg.SensorResult:
         """One universe tick, its dynamic partition requests applied as the daemon would."""
@@ -255,3 +261,30 @@ def test_on_a_fresh_instance_one_sync_lets_the_cli_materialize_a_discovered_inst
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "warehouse" / "l1_imbalance" / "exchange=hyperliquid-perps").is_dir()
     assert "0 instrument(s) added; the instrument dimension holds 2" in run(*sync).stdout
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"fault": "rate_limit", "target": "list", "seconds": 20},
+        {"fault": "stall", "target": "list", "seconds": 30.0},
+    ],
+    ids=["retry-after-20s", "stalled-listing"],
+)
+def test_a_tick_ends_within_its_budget_and_the_next_one_catches_up(world, fault):
+    """With the production retry settings, a throttled or stalled file listing cannot hold a
+    universe tick past its budget; nothing is added from half an answer, and once the API is
+    back the next tick adds every instrument."""
+    budget = 3.0
+    world.build(universe_sensor={"budget_s": budget})
+    # The production retry settings: waits up to 60 s in-line, 300 s per call.
+    world.resources["aperiodic"] = AperiodicResource(api_url=world.sandbox.base_url, api_key=KEY)
+    world.sandbox.inject(count=-1, **fault)
+    started = time.monotonic()
+    result = world.universe_tick()
+    elapsed = time.monotonic() - started
+    assert elapsed < budget + 2.0, f"the tick took {elapsed:.1f}s"
+    assert not result.dynamic_partitions_requests and world.instruments() == set()
+    world.sandbox.clear_faults()
+    world.universe_tick()
+    assert len(world.instruments()) == PER_EXCHANGE * len(EXCHANGES)
