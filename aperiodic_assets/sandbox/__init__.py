@@ -11,11 +11,11 @@ Modules: :mod:`.catalog` (what is published), :mod:`.atlas` (the realistic unive
 :mod:`.data` (what is in a file), :mod:`.corruption` (schema/content corruption modes, applied
 to a file's table before encoding), :mod:`.shapes` (the same data in another representation,
 applied after any corruption), :mod:`.signing` (presigned URLs), :mod:`.faults` (what goes
-wrong), :mod:`.state` (config and what a running sandbox remembers), :mod:`.steering` (the
-steering actions, once, for the admin endpoints and both handles), :mod:`.handler` (HTTP server
-and routing), :mod:`.messages` (requests, replies, error bodies), :mod:`.api` (Aperiodic's
-endpoints), :mod:`.files` (the S3-like file host), :mod:`.handles` (:class:`Sandbox`,
-:class:`RemoteSandbox`).
+wrong), :mod:`.network` (round trips and bandwidth a reply pays, off by default), :mod:`.state`
+(config and what a running sandbox remembers), :mod:`.steering` (the steering actions, once, for
+the admin endpoints and both handles), :mod:`.handler` (HTTP server and routing),
+:mod:`.messages` (requests, replies, error bodies), :mod:`.api` (Aperiodic's endpoints),
+:mod:`.files` (the S3-like file host), :mod:`.handles` (:class:`Sandbox`, :class:`RemoteSandbox`).
 """
 
 from __future__ import annotations

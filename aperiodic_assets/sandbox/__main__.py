@@ -8,7 +8,11 @@ Environment: ``APERIODIC_SANDBOX_TODAY`` (the clock, unless ``--today`` is given
 ``APERIODIC_SANDBOX_FAULTS`` (comma-separated ``NAME[:COUNT][:key=value...]``, added to
 ``--fault``). ``--corrupt MODE[:key=value...]`` takes a corruption or shape mode with the filters
 ``exchange``, ``symbol``, ``month`` and ``days`` (``1-9`` or ``1,5,7-9``), e.g.
-``--corrupt hive_columns:month=2026-08:days=1-9``.
+``--corrupt hive_columns:month=2026-08:days=1-9``. ``--latency-ms MS`` and ``--mbps N`` put the
+sandbox behind a realistic network (see ``network.py``): every response waits a round trip of
+``MS`` milliseconds (a new connection's first one two more, for its TCP and TLS handshakes) and
+every body arrives at ``N`` megabits per second; e.g. ``--latency-ms 60 --mbps 100`` for
+benchmarks, which loopback would flatter.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from types import FrameType
 from typing import Any
@@ -26,6 +30,7 @@ from typing import Any
 from .catalog import SYNTHETIC_LISTED, UNIVERSES, synthetic_symbol
 from .faults import FAULTS, Fault, parse_fault_list, parse_fault_spec, parse_spec
 from .handles import Sandbox
+from .network import valid_latency_ms, valid_mbps
 from .state import CORRUPTION_MODES, SHAPE_MODES, SandboxConfig
 
 CORRUPT_FILTERS = ("exchange", "symbol", "month", "days")
@@ -42,6 +47,22 @@ def _count(text: str) -> int:
     if not text.isdecimal():
         raise argparse.ArgumentTypeError(f"not a count: {text!r}; expected an integer >= 0")
     return int(text)
+
+
+def _number(parse: Callable[[object], float | None]) -> Callable[[str], float | None]:
+    """An argparse type: a number checked by ``parse`` (a ``network.valid_*`` function)."""
+
+    def convert(text: str) -> float | None:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def _fault(text: str) -> Fault:
@@ -155,6 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
         " names first), for scale tests (default: the whole universe)",
     )
     parser.add_argument(
+        "--latency-ms",
+        type=_number(valid_latency_ms),
+        default=defaults.latency_ms,
+        metavar="MS",
+        help="round-trip time every response waits, as over a real network; a new connection's"
+        " first response waits two more (TCP and TLS handshakes) (default %(default)s: none)",
+    )
+    parser.add_argument(
+        "--mbps",
+        type=_number(valid_mbps),
+        default=defaults.mbps,
+        metavar="N",
+        help="bandwidth of each response body, megabits per second (default: unpaced)",
+    )
+    parser.add_argument(
         "--verbose", action="store_true", help="one stderr line per request (no query strings)"
     )
     return parser
@@ -182,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         synthetic_symbols=args.synthetic_symbols,
         universe=args.universe,
         symbols_per_exchange=args.symbols_per_exchange,
+        latency_ms=args.latency_ms,
+        mbps=args.mbps,
     )
     sandbox = Sandbox(config)
     for fault in [*args.fault, *env_faults]:

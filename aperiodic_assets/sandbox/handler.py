@@ -3,7 +3,8 @@
 Owns the threading server (connection tracking so a stop unblocks idle keep-alive threads),
 reading a request into a :class:`Request`, routing it by path to the API (``api.py``), file host
 (``files.py``) or admin endpoints (``steering.py``), writing the reply with its wire faults
-(reset, truncate, stall), protocol-level errors and the request log. Logging never includes
+(reset, truncate, stall) behind the steered network (``network.py``; admin replies stay
+instant), protocol-level errors and the request log. Logging never includes
 query strings (they carry signatures) or the API key. Never imports dagster.
 """
 
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from typing import Any
@@ -26,10 +28,13 @@ from .api import LIST_PATHS, SYMBOLS_PATH, list_files, list_symbols
 from .catalog import FILES_PREFIX
 from .files import download
 from .messages import Reply, Request, error_reply, phrase
+from .network import Network
 from .state import SandboxState
 from .steering import ADMIN_PREFIX, admin
 
 MAX_ADMIN_BODY = 1024 * 1024
+#: No network: what admin replies go through, and every reply by default.
+LOOPBACK = Network()
 
 
 def classify(path: str) -> str:
@@ -70,6 +75,9 @@ def route(state: SandboxState, request: Request, kind: str) -> Reply:
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: Connections waiting to be accepted; at the default 5 a burst of concurrent clients could
+    #: have connections refused and retried a second later, which a benchmark would measure.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
         self.state = state
@@ -114,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
     # --- plumbing
     def setup(self) -> None:
         super().setup()
+        #: Whether this connection has paid its handshakes (with its first networked response).
+        self.handshaken = False
         self.server.track(self.connection, True)
 
     def finish(self) -> None:
@@ -138,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol-level errors (bad request line, unsupported method) as JSON, without echo."""
         self.close_connection = True
+        network = self._wait_for_network(classify(urlsplit(getattr(self, "path", "") or "").path))
+        if network is None:
+            return
         body = json.dumps({"error": phrase(code), "details": [], "code": "http_error"}).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
@@ -145,7 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD" and code >= 200 and code not in (204, 304):
-            self.wfile.write(body)
+            network.send(self.wfile.write, [body], self.state.stopping)
 
     def do_GET(self) -> None:
         self._serve()
@@ -165,6 +178,18 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def state(self) -> SandboxState:
         return self.server.state
+
+    def _wait_for_network(self, kind: str) -> Network | None:
+        """Sleep the round trips before a reply of ``kind``; the network its body then goes
+        through, or ``None`` if the sandbox stopped meanwhile. Admin replies are instant.
+
+        A connection's first reply other than an admin one also pays its handshakes.
+        """
+        if kind == "admin":
+            return LOOPBACK
+        network = self.state.current_network
+        new_connection, self.handshaken = not self.handshaken, True
+        return network if network.wait(new_connection, self.state.stopping) else None
 
     def _serve(self) -> None:
         split = urlsplit(self.path)
@@ -208,6 +233,10 @@ class _Handler(BaseHTTPRequestHandler):
                 "fault": reply.fault,
             }
         )
+        network = self._wait_for_network(kind)
+        if network is None:
+            self.close_connection = True
+            return
         if reply.action == "reset":
             self.close_connection = True
             fx.reset_connection(self.connection)
@@ -231,13 +260,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self.close_connection = True
                     return
             if reply.action == "truncate":
-                self.wfile.write(reply.body[: len(reply.body) // 2])
                 self.close_connection = True
-                return
-            if reply.chunks is not None:
-                for chunk in reply.chunks:
-                    self.wfile.write(chunk)
+                chunks: Iterable[bytes] = [reply.body[: len(reply.body) // 2]]
             else:
-                self.wfile.write(reply.body)
+                chunks = reply.chunks if reply.chunks is not None else [reply.body]
+            if not network.send(self.wfile.write, chunks, self.state.stopping):
+                self.close_connection = True
         except OSError:  # the client went away (as it should, e.g. after a timeout)
             self.close_connection = True

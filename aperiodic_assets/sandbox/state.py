@@ -1,8 +1,8 @@
 """What a sandbox is started with and what it remembers while it runs.
 
 Owns :class:`SandboxConfig`, :class:`SandboxState` (the clock, the listings and their changes,
-republished months, corruption and shape rules, injected faults, the request log, the URL
-signer) and :class:`CorruptionRule`.
+republished months, corruption and shape rules, injected faults, the network, the request log,
+the URL signer) and :class:`CorruptionRule`.
 Every steering action is a :class:`SandboxState` method; ``steering.py`` exposes them over HTTP
 and on the handles. Knows nothing of HTTP; never imports dagster.
 """
@@ -21,6 +21,7 @@ from ..core.universe import field_problem
 from . import faults as fx
 from .catalog import Calendar, Tenure, build_listings, symbols
 from .corruption import MODES
+from .network import Network
 from .shapes import SHAPES
 from .signing import Signer
 
@@ -58,6 +59,11 @@ class SandboxConfig:
     #: Exactly this many symbols per exchange, none delisted, from the realistic universe (its
     #: real names first): for scale tests. ``None``: the whole universe.
     symbols_per_exchange: int | None = None
+    #: Round-trip time every response waits, milliseconds; a new connection's first response
+    #: waits two more (TCP and TLS handshakes). 0: loopback, no wait (see ``network.py``).
+    latency_ms: float = 0.0
+    #: Bandwidth of each response body, megabits per second; ``None``: unpaced.
+    mbps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class SandboxState:
         self._corruptions: list[CorruptionRule] = []
         self._log: list[dict[str, Any]] = []
         self.faults = fx.FaultBook()
+        self._network = Network(config.latency_ms, config.mbps)
         secret = config.secret.encode() if config.secret else secrets.token_bytes(32)
         self.signer = Signer(secret)
         #: Set on shutdown so stalled responses stop sleeping.
@@ -283,6 +290,23 @@ class SandboxState:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    # --- network
+    def network(self, latency_ms: float = 0.0, mbps: float | None = None) -> None:
+        """Put every later exchange behind this network (the defaults: loopback, no cost).
+
+        Sets the whole network: a value left out takes its default, so ``network()`` turns it
+        off. Round trips and bandwidth as ``network.Network`` charges them; ``ValueError`` for a
+        negative or non-numeric latency or a bandwidth that is not > 0. Steering stays instant.
+        """
+        network = Network(latency_ms, mbps)
+        with self._lock:
+            self._network = network
+
+    @property
+    def current_network(self) -> Network:
+        with self._lock:
+            return self._network
+
     # --- request log
     def record(self, entry: dict[str, Any]) -> None:
         with self._lock:
@@ -313,6 +337,7 @@ class SandboxState:
                     for (e, s), t in sorted(self._steered.items())
                 ],
                 "faults": self.faults.active(),
+                "network": self._network.as_dict(),
             }
 
 

@@ -1,5 +1,5 @@
 """The steering API, described once: clock, listings, republished months, corruption and shapes,
-faults, request log.
+faults, the network, request log.
 
 Owns :data:`ACTIONS`, the one table of steering actions, and everything served from it: the
 admin endpoints under ``/_sandbox/`` and :class:`Steering`, the methods both handles share
@@ -74,6 +74,7 @@ ACTIONS: dict[str, Action] = {
         Action(SandboxState.clear_corruption),
         Action(SandboxState.inject),
         Action(SandboxState.clear_faults),
+        Action(SandboxState.network),
         Action(SandboxState.reset_log),
         Action(SandboxState.requests, reads=True),
         Action(SandboxState.snapshot, reads=True, served_as="state"),
@@ -172,6 +173,9 @@ class Steering(ABC):
 
     def clear_faults(self) -> None:
         self._call("clear_faults")
+
+    def network(self, latency_ms: float = 0.0, mbps: float | None = None) -> None:
+        self._call("network", latency_ms=latency_ms, mbps=mbps)
 
     def faults(self) -> list[dict[str, Any]]:
         return list(self.snapshot()["faults"])
