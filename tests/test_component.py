@@ -171,7 +171,7 @@ def test_a_user_project_lists_and_materializes_the_component(
     assert all(asset["owners"] == [{"team": "quant"}] for asset in assets.values())
     assert assets[L1]["kinds"] == ["filesystem", "parquet", "python"]
     checks = {check["key"] for check in listed["asset_checks"]}
-    assert f"{L1}:schema" in checks
+    assert f"{L1}:validation" in checks
     assert all(key.startswith("market/aperiodic/") for key in checks)
     assert [job["name"] for job in listed["jobs"]] == ["market_aperiodic_l1_imbalance_job"]
     # Dagster adds its automation-condition sensor for the downstream assets' conditions.

@@ -33,6 +33,7 @@ from aperiodic_assets.defs.assets.reporting import (
     ROW_COUNT,
     TABLE_NAME,
     URI,
+    VALIDATION_CHECK,
 )
 from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings, WarehouseResource
@@ -222,10 +223,13 @@ def test_the_component_links_each_asset_to_its_line_in_git():
         assert (ROOT / path).read_text().splitlines()[int(line) - 1].lstrip().startswith("@dg.")
 
 
-def test_exactly_the_checks_that_reject_a_month_are_blocking():
-    blocking = {spec.name: spec.blocking for spec in l1_imbalance.check_specs}
-    assert blocking == {c.name: c.name in ERROR_CHECKS for c in CHECKS}
-    assert ERROR_CHECKS and set(blocking) - ERROR_CHECKS, "both kinds exist"
+def test_one_blocking_check_carries_every_rule():
+    (spec,) = l1_imbalance.check_specs
+    assert (spec.name, spec.blocking) == (VALIDATION_CHECK, True)
+    # Its description says which checks reject a month and which only warn.
+    for check in CHECKS:
+        assert check.name in str(spec.description)
+    assert ERROR_CHECKS and {c.name for c in CHECKS} - ERROR_CHECKS, "both kinds exist"
 
 
 def spec_with(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> dg.AssetSpec:
@@ -285,13 +289,14 @@ def test_downstream_in_the_same_run_runs_unless_a_blocking_check_failed(
         instance=instance,
         raise_on_error=False,
     )
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert {name: e.blocking for name, e in evaluations.items()} == {
-        c.name: c.name in ERROR_CHECKS for c in CHECKS
-    }
-    assert {name for name, e in evaluations.items() if not e.passed} == (
-        {failed_check} if failed_check else set()
-    )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert (evaluation.check_name, evaluation.blocking) == (VALIDATION_CHECK, True)
+    assert evaluation.passed == (failed_check is None)
+    if failed_check:
+        severity = "error" if failed_check in ERROR_CHECKS else "warn"
+        assert evaluation.metadata["failed"].value == f"{failed_check} ({severity})"
+        # Dagster blocks downstream on an ERROR failure only: a WARN one lets it run.
+        assert evaluation.severity == dg.AssetCheckSeverity[severity.upper()]
     landed = {e.asset_key for e in result.get_asset_materialization_events()}
     assert result.success == downstream_runs
     assert (l1_imbalance_daily.op.name in steps_started(result)) == downstream_runs
@@ -310,9 +315,9 @@ def test_a_ranged_run_records_its_checks_blocking_as_declared(sandbox, resources
     failure = result.failure_data_for_node("l1_imbalance")
     assert failure is not None and "1 of 2 partitions failed" in str(failure.error.message)
     evaluations = result.get_asset_check_evaluations()
-    assert {e.partition for e in evaluations} == set(keys)
-    assert all(e.blocking == (e.check_name in ERROR_CHECKS) for e in evaluations)
-    assert {(e.partition, e.check_name) for e in evaluations if not e.passed} == {
-        (keys[1], "identities")
-    }
+    assert sorted(str(e.partition) for e in evaluations) == sorted(keys)
+    assert all(e.blocking and e.check_name == VALIDATION_CHECK for e in evaluations)
+    assert [
+        (e.partition, e.severity, e.metadata["failed"].value) for e in evaluations if not e.passed
+    ] == [(keys[1], dg.AssetCheckSeverity.ERROR, "identities (error)")]
     assert [str(e.partition) for e in result.get_asset_materialization_events()] == [keys[0]]

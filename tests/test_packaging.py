@@ -63,7 +63,7 @@ def test_dg_check_and_list_defs(tmp_path: Path) -> None:
     assert "All definitions loaded successfully." in checked
     listed = json.loads(run([str(BIN / "dg"), "list", "defs", "--json"], REPO_ROOT, env))
     assert L1 in {asset["asset_key"] for asset in listed["assets"]}
-    assert f"{L1}:schema" in {check["key"] for check in listed["asset_checks"]}
+    assert f"{L1}:validation" in {check["key"] for check in listed["asset_checks"]}
     assert "new_month_sensor" in {sensor["name"] for sensor in listed["sensors"]}
 
 

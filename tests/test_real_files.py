@@ -337,7 +337,10 @@ def test_extra_column_lands_and_a_warn_check_names_the_column_and_file(
 
     where = f"{EXTRA_COLUMN} (double) in file 2026-08-05"
     (drift,) = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert drift.check_name == "schema_drift"
+    assert (drift.check_name, drift.metadata["failed"].value) == (
+        "validation",
+        "schema_drift (warn)",
+    )
     assert drift.severity == dg.AssetCheckSeverity.WARN
     assert where in drift.description
     assert mat.tags[WARNINGS_TAG] == "schema_drift"

@@ -2,8 +2,9 @@
 
 Same path as ``make screenshots`` (aperiodic_assets.tools.screenshots) on two instruments of the
 same exchange and symbol, which differ only in their interval: the UI cuts keys in the middle, so
-the partitions view must still tell them apart; the month the sandbox corrupts must show its
-failing check by name; and the checks whose failure rejects a month must say they are blocking.
+the partitions view must still tell them apart; the month the sandbox corrupts must show, on its
+validation check, the failing check and rule by name and on how many rows, and that the check
+blocks downstream.
 Needs Chromium (`make test` installs Debian's package through tools/system-deps): without it
 this test fails, it does not skip.
 """
@@ -11,6 +12,7 @@ this test fails, it does not skip.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.request
 from datetime import timedelta
@@ -24,10 +26,11 @@ from playwright.sync_api import sync_playwright
 from aperiodic_assets.core import clock
 from aperiodic_assets.core.months import Month
 from aperiodic_assets.core.universe import DEFAULT_UNIVERSE, Instrument, load_universe
-from aperiodic_assets.core.validation import CHECKS
 from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.defs.assets.reporting import VALIDATION_CHECK
 from aperiodic_assets.tools.screenshots import (
     FAILING_CHECK,
+    FAILING_RULE,
     TRUNCATED,
     DemoInstance,
     demo_instance,
@@ -60,25 +63,23 @@ def two_intervals_of_one_symbol(path: Path) -> Path:
 CHECK_EXECUTIONS = """
 query($check: String!, $partition: String!) {
   assetCheckExecutions(assetKey: {path: ["aperiodic", "l1_imbalance"]}, checkName: $check,
-                       partition: $partition, limit: 1) { status partition }
+                       partition: $partition, limit: 1) {
+    status partition evaluation { severity description }
+  }
 }
 """
 
 
-def rejected_month_checks(url: str, partition: str) -> dict[str, str]:
-    """Each check's latest execution status for one partition, over the webserver's GraphQL."""
-    statuses = {}
-    for check in CHECKS:
-        variables = {"check": check.name, "partition": partition}
-        body = json.dumps({"query": CHECK_EXECUTIONS, "variables": variables}).encode()
-        request = urllib.request.Request(
-            f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            (execution,) = json.loads(response.read())["data"]["assetCheckExecutions"]
-        assert execution["partition"] == partition
-        statuses[check.name] = execution["status"]
-    return statuses
+def rejected_month_check(url: str, partition: str) -> dict:
+    """The validation check's latest execution for one partition, over the webserver's GraphQL."""
+    variables = {"check": VALIDATION_CHECK, "partition": partition}
+    body = json.dumps({"query": CHECK_EXECUTIONS, "variables": variables}).encode()
+    request = urllib.request.Request(
+        f"{url}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        (execution,) = json.loads(response.read())["data"]["assetCheckExecutions"]
+    return execution
 
 
 def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> None:
@@ -92,26 +93,29 @@ def test_partitions_and_rejected_month_read_right_in_the_ui(tmp_path: Path) -> N
     # monthly summary empty.
     with demo_instance(tmp_path, 2, universe) as instance, webserver(instance) as url:
         text = photograph(url, instance, out)
-        statuses = rejected_month_checks(url, instance.rejected)
+        execution = rejected_month_check(url, instance.rejected)
 
-    # What the UI reads, per check, for the rejected partition alone: one Failed, none unrun.
-    assert statuses == {
-        c.name: "FAILED" if c.name == FAILING_CHECK else "SUCCEEDED" for c in CHECKS
-    }
+    # What the UI reads for the rejected partition: Failed, an ERROR, the rule named first.
+    assert execution["partition"] == instance.rejected
+    assert (execution["status"], execution["evaluation"]["severity"]) == ("FAILED", "ERROR")
+    failed_first = f"{FAILING_CHECK} [error]: {FAILING_RULE}: "
+    assert failed_first in execution["evaluation"]["description"]
 
     labels = text.instrument_labels
     assert set(labels) == {i.key for i in instruments}
     shown = list(labels.values())
     assert all("…" in label for label in shown), f"keys not cut by the UI: {shown}"
     assert len(set(shown)) == 2, f"two instruments read the same in the partitions view: {shown}"
-    assert text.check_states == {
-        c.name: "Failed" if c.name == FAILING_CHECK else "Succeeded" for c in CHECKS
-    }
-    assert "Failed" in text.failing_check_text
-    assert instance.rejected in text.failing_check_text
-    assert "pct_sum_to_one" in text.failing_check_text
-    # The checks whose failure rejects a month say they are blocking; the warnings do not.
-    assert text.check_blocking == {c.name: c.severity == "error" for c in CHECKS}
+    # At a glance on the check's page: Failed, which month, which check and rule, how many
+    # rows, and that it blocks downstream.
+    assert text.check_state == "Failed"
+    detail = text.failing_check_text
+    print(f"\n--- the rejected month's validation check, as the UI shows it:\n{detail[:1200]}")
+    assert "Failed" in detail and instance.rejected in detail
+    assert failed_first in detail
+    assert re.search(r"in \d+ of \d+ rows", detail), detail
+    assert f"{FAILING_CHECK} (error)" in detail  # the `failed` metadata entry
+    assert text.check_blocking
     sizes = {p.stem: p.stat().st_size for p in out.glob("*.png")}
     assert set(sizes) == PNGS
     assert all(0 < size < MAX_PNG_BYTES for size in sizes.values()), sizes

@@ -18,6 +18,7 @@ from aperiodic_assets.core.universe import Instrument
 from aperiodic_assets.core.validation import CHECKS, ValidationReport, validate
 from aperiodic_assets.core.warehouse import QUARANTINE, Warehouse
 from aperiodic_assets.defs.assets.l1_imbalance import L1_IMBALANCE
+from aperiodic_assets.defs.assets.reporting import VALIDATION_CHECK
 from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.corruption import MODES
@@ -117,21 +118,33 @@ def test_a_hard_failure_fails_the_run_writes_nothing_and_quarantines_the_input(
     assert raw.num_rows == 31 * 24
 
 
-def test_a_rejected_month_records_the_failing_check_failed_and_the_others_passed(
+def test_a_rejected_month_records_its_validation_check_failed_with_every_rule(
     sandbox, resources, instance
 ):
     sandbox.corrupt("broken_identity", exchange=BTC_1H.exchange, month=JULY.key)
     assert not materialize(resources, instance).success
     key = str(partition_key(BTC_1H, JULY))
-    statuses = {}
-    for spec in CHECKS:
-        check_key = dg.AssetCheckKey(L1_IMBALANCE, spec.name)
-        (record,) = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1)
-        assert record.partition == key
-        statuses[spec.name] = record.status.value
-        evaluation = record.event.dagster_event.event_specific_data
-        assert evaluation.target_materialization_data is None, "no materialization to describe"
-    assert statuses == {c.name: "FAILED" if c.name == "identities" else "SUCCEEDED" for c in CHECKS}
+    check_key = dg.AssetCheckKey(L1_IMBALANCE, VALIDATION_CHECK)
+    (record,) = instance.event_log_storage.get_asset_check_execution_history(check_key, limit=1)
+    assert (record.partition, record.status.value) == (key, "FAILED")
+    evaluation = record.event.dagster_event.event_specific_data
+    assert evaluation.target_materialization_data is None, "no materialization to describe"
+    assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+    # At a glance: the failing check and rule, on how many rows, first in the description.
+    assert evaluation.metadata["failed"].value == "identities (error)"
+    assert evaluation.description.startswith("744 rows; identities [error]: pct_sum_to_one: ")
+    assert "in 3 of 744 rows" in evaluation.description
+    # Every rule's verdict, the failing one with its count, the others passed.
+    rules = {r.data["rule"]: r.data for r in evaluation.metadata["rules"].value.records}
+    assert {r["check"] for r in rules.values()} == {c.name for c in CHECKS}
+    assert set(rules) == {rule.name for c in CHECKS for rule in c.rules}
+    assert (rules["pct_sum_to_one"]["status"], rules["pct_sum_to_one"]["violations"]) == (
+        "failed",
+        "3",
+    )
+    assert [name for name, r in rules.items() if r["status"] == "failed"] == ["pct_sum_to_one"]
+    (example,) = evaluation.metadata["examples"].value.records
+    assert example.data["check"] == "identities" and example.data["rule"] == "pct_sum_to_one"
 
 
 def test_a_rejected_rerun_keeps_the_valid_partition_and_a_fixed_source_succeeds(
@@ -153,18 +166,19 @@ def test_a_warn_only_partition_materializes_with_a_failed_warn_check(
     sandbox.corrupt("gap", exchange=BTC_1H.exchange, month=JULY.key)
     result = materialize(resources, instance)
     assert result.success and warehouse.exists(BTC_1H, JULY)
-    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    assert set(evaluations) == {c.name for c in CHECKS}
-    assert len(evaluations) == len(l1_imbalance.check_specs_by_output_name)
-    completeness = evaluations["completeness"]
-    assert not completeness.passed
-    assert completeness.severity == dg.AssetCheckSeverity.WARN
-    assert completeness.partition == str(partition_key(BTC_1H, JULY))
-    assert completeness.metadata["completeness_pct"].value < 100
-    assert completeness.metadata["completeness"].value > 0
-    assert completeness.metadata["expected_from"].value == "2026-07-01T00:00:00"
-    assert completeness.metadata["expected_until"].value == "2026-08-01T00:00:00"
-    assert all(e.passed for name, e in evaluations.items() if name != "completeness")
+    (validation,) = result.get_asset_check_evaluations()
+    assert validation.check_name == VALIDATION_CHECK
+    assert len(l1_imbalance.check_specs_by_output_name) == 1
+    assert not validation.passed
+    assert validation.severity == dg.AssetCheckSeverity.WARN
+    assert validation.partition == str(partition_key(BTC_1H, JULY))
+    assert validation.metadata["failed"].value == "completeness (warn)"
+    assert validation.metadata["completeness/completeness_pct"].value < 100
+    assert validation.metadata["completeness/completeness"].value > 0
+    assert validation.metadata["completeness/expected_from"].value == "2026-07-01T00:00:00"
+    assert validation.metadata["completeness/expected_until"].value == "2026-08-01T00:00:00"
+    rules = validation.metadata["rules"].value.records
+    assert {r.data["check"] for r in rules if r.data["status"] == "failed"} == {"completeness"}
     (materialization,) = [
         e.step_materialization_data.materialization
         for e in result.get_asset_materialization_events()
@@ -175,5 +189,5 @@ def test_a_warn_only_partition_materializes_with_a_failed_warn_check(
         "none: every file was in the canonical form"
     )
     assert materialization.tags["aperiodic/warnings"] == "completeness"
-    check_key = dg.AssetCheckKey(L1_IMBALANCE, "completeness")
+    check_key = dg.AssetCheckKey(L1_IMBALANCE, VALIDATION_CHECK)
     assert instance.event_log_storage.get_latest_asset_check_execution_by_key([check_key])

@@ -233,10 +233,9 @@ def _row(
             data_version=str(mat.tags.get("dagster/data_version", ""))[:12],
             path=str(meta.get("path", "")).removeprefix(warehouse_url + "/"),
         )
-        checks = result.get_asset_check_evaluations()
-        if checks:
-            passed = sum(c.passed for c in checks)
-            row["checks"] = f"{passed}/{len(checks)}"
+        for check in result.get_asset_check_evaluations():
+            # The validation check names the checks that failed ("none" when all passed).
+            row["checks"] = "passed" if check.passed else str(check.metadata["failed"].value)
         row["warnings"] = mat.tags.get(WARNINGS_TAG, "")
         row["through"] = str(meta.get("through", ""))
     elif result.success:

@@ -37,7 +37,7 @@ from playwright.sync_api import Page, sync_playwright
 from ..core import clock
 from ..core.months import Month
 from ..core.universe import DEFAULT_UNIVERSE, Instrument, load_universe
-from ..core.validation import CHECKS
+from ..defs.assets.reporting import VALIDATION_CHECK
 from ..sandbox import RemoteSandbox
 from .demo import SANDBOX_KEY, sandbox_process
 
@@ -57,7 +57,8 @@ CHROMIUM_ARGS = [
 ]
 #: The sandbox's corruption for the rejected month: bid% + ask% no longer sum to 1 in some rows.
 CORRUPTION = "broken_identity"
-FAILING_CHECK = "identities"
+#: The check of ``validation.CHECKS`` and its rule that the corruption fails.
+FAILING_CHECK, FAILING_RULE = "identities", "pct_sum_to_one"
 ASSET_PATH = "/assets/aperiodic/l1_imbalance"
 SUMMARY_PATH = "/assets/aperiodic/l1_imbalance_monthly_summary"
 #: Dagster's MiddleTruncate: a visible span with the cut text inside an element titled in full.
@@ -107,12 +108,12 @@ class UiText:
 
     #: Partitions view: full instrument key -> the text shown in the instrument column.
     instrument_labels: dict[str, str]
-    #: Checks tab: check name -> state shown in the check list (its latest execution).
-    check_states: dict[str, str]
-    #: The failing check's detail: its latest execution, partition and message.
+    #: Checks tab: the validation check's state in the check list (its latest execution).
+    check_state: str
+    #: The validation check's detail: its latest execution, partition, message and metadata.
     failing_check_text: str
-    #: Each check's detail: check name -> whether it says it is a blocking check.
-    check_blocking: dict[str, bool]
+    #: Whether the validation check's detail says it is blocking.
+    check_blocking: bool
 
 
 def first_demo_month(n_months: int) -> Month:
@@ -257,12 +258,12 @@ def photograph(url: str, instance: DemoInstance, out_dir: Path) -> UiText:
             page.set_default_timeout(WAIT_MS)
             _lineage(page, url, out_dir / "lineage.png")
             labels = _partitions(page, url, instance, out_dir / "partitions.png")
-            states, detail = _checks(page, url, instance, out_dir / "rejected_month_checks.png")
-            blocking = {check.name: _blocking(page, url, check.name) for check in CHECKS}
+            state, detail = _checks(page, url, instance, out_dir / "rejected_month_checks.png")
+            blocking = _blocking(page, url, VALIDATION_CHECK)
             _summary(page, url, out_dir / "monthly_summary.png", out_dir / "summary_chart.png")
         finally:
             browser.close()
-    return UiText(labels, states, detail, blocking)
+    return UiText(labels, state, detail, blocking)
 
 
 def _open(page: Page, url: str) -> None:
@@ -306,19 +307,16 @@ def _partitions(page: Page, url: str, instance: DemoInstance, path: Path) -> dic
     return labels
 
 
-def _checks(page: Page, url: str, instance: DemoInstance, path: Path) -> tuple[dict[str, str], str]:
-    """The asset's checks with the failing one open: its latest execution is the rejected month."""
-    _open(page, f"{url}{ASSET_PATH}?view=checks&checkDetail={FAILING_CHECK}")
+def _checks(page: Page, url: str, instance: DemoInstance, path: Path) -> tuple[str, str]:
+    """The asset's validation check open: its latest execution is the rejected month."""
+    _open(page, f"{url}{ASSET_PATH}?view=checks&checkDetail={VALIDATION_CHECK}")
     page.get_by_text(instance.rejected, exact=True).wait_for()
-    states = {}
-    for check in CHECKS:
-        # The check list: each name (truncated in the middle if long), its state below it.
-        name = page.locator(f"{TRUNCATED}[title='{check.name}']").first
-        states[check.name] = name.locator("xpath=following-sibling::span").inner_text()
+    # The check list: the name (truncated in the middle if long), its state below it.
+    name = page.locator(f"{TRUNCATED}[title='{VALIDATION_CHECK}']").first
+    state = name.locator("xpath=following-sibling::span").inner_text()
     body = page.inner_text("body")
-    latest = body.index("Latest execution")
     _save(page, path)
-    return states, body[latest : body.index("Metadata", latest)]
+    return state, body[body.index("Latest execution") :]
 
 
 def _blocking(page: Page, url: str, check: str) -> bool:

@@ -1,15 +1,15 @@
 """The ``aperiodic/l1_imbalance`` asset: one validated month of one instrument per partition.
 
 Validation runs inside the asset, before anything is written (a blocking asset check would run
-only after the data was stored); its results are reported as this asset's own checks. A
-rejected month records each check's result for that partition (none of them describes a
-materialization: nothing was written) and raises a Failure naming the failed rule and where the
-raw input was quarantined.
+only after the data was stored); its result is reported as this asset's one ``validation``
+check per partition, every rule's verdict in one evaluation. A rejected month records that
+check, Failed (it describes no materialization: nothing was written), and raises a Failure naming
+the failed rule and where the raw input was quarantined.
 
 Backfills run as ranged runs (``BackfillPolicy.single_run``): Dagster's per-run start-up costs
 seconds, the data work of a month a fraction of that. A ranged run processes its partitions on a
 few threads and reports each one as it lands, with its own materialization, data version and
-check results, exactly as a single-partition run would. Partitions that fail are left
+check result, exactly as a single-partition run would. Partitions that fail are left
 unmaterialized and the run fails at the end, so the backfill's "re-execute from failure" (target
 minus materialized) retries only them.
 """
@@ -39,19 +39,19 @@ from .._dagster_internals import check_target, materialization_tags
 from ..deployment import Deployment
 from ..resources import AperiodicResource, WarehouseResource
 from .reporting import (
-    BLOCKING_CHECKS,
     COLUMN_SCHEMA,
     L1_COLUMNS,
     SOURCE_IDENTITY,
     SOURCE_STAMPS,
+    VALIDATION_CHECK,
     WARNINGS_TAG,
     Landed,
     check_evaluation,
-    check_results,
     failed_checks,
     landed,
     table,
     table_metadata,
+    validation_result,
     with_code_references,
 )
 
@@ -129,28 +129,25 @@ class L1ImbalanceConfig(dg.Config):
         return replace(deployment, **{k: v for k, v in chosen.items() if v is not None})
 
 
-def check_specs(key: dg.AssetKey, partitions_def: dg.PartitionsDefinition) -> list:
-    """One check per validation rule, per partition; the error ones block."""
+def check_spec(key: dg.AssetKey, partitions_def: dg.PartitionsDefinition) -> dg.AssetCheckSpec:
+    """The validation check: one per partition, every rule's verdict in one evaluation."""
+    errors = ", ".join(c.name for c in CHECKS if c.severity == "error")
+    warns = ", ".join(c.name for c in CHECKS if c.severity == "warn")
     with warnings.catch_warnings():
         # Partitioned check specs are a preview feature; they are what makes each partition
-        # show its own check results instead of one check over all partitions.
+        # show its own result instead of one check over all partitions.
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        return [
-            dg.AssetCheckSpec(
-                spec.name,
-                asset=key,
-                description=f"[{spec.severity}] {spec.description}"
-                + (
-                    " A failure rejects the month: nothing is written to the warehouse."
-                    if spec.severity == "error"
-                    else " A failure is a warning: the month is written."
-                ),
-                partitions_def=partitions_def,
-                # An error check's failure rejects the month: downstream must not run on it.
-                blocking=spec.name in BLOCKING_CHECKS,
-            )
-            for spec in CHECKS
-        ]
+        return dg.AssetCheckSpec(
+            VALIDATION_CHECK,
+            asset=key,
+            description=f"Every validation rule on the month, each rule's verdict in the"
+            f" evaluation's `rules` table. Errors ({errors}) reject the month: nothing is"
+            f" written, the check fails with severity ERROR and blocks downstream. Warnings"
+            f" ({warns}): the month is written, the check fails with severity WARN.",
+            partitions_def=partitions_def,
+            # An ERROR failure rejects the month: downstream must not run on it.
+            blocking=True,
+        )
 
 
 def build_l1_imbalance(deployment: Deployment) -> dg.AssetsDefinition:
@@ -177,7 +174,7 @@ def build_l1_imbalance(deployment: Deployment) -> dg.AssetsDefinition:
                 " hive-partitioned Parquet in the warehouse.",
             )
         ],
-        check_specs=check_specs(key, partitions.l1),
+        check_specs=[check_spec(key, partitions.l1)],
         # Check outputs are only optional in a subsettable multi-asset; needed for skipped
         # months.
         can_subset=True,
@@ -285,19 +282,17 @@ def _withdrawn(
         **table_metadata(METRIC, warehouse.uri(instrument, month), 0, L1_COLUMNS),
     }
     return Landed(
-        sha256="withdrawn", metadata=metadata, tags={WARNINGS_TAG: "withdrawn"}, checks=[]
+        sha256="withdrawn", metadata=metadata, tags={WARNINGS_TAG: "withdrawn"}, check=None
     )
 
 
 def _rejected_checks(
     asset: dg.AssetKey, exc: PartitionRejected, partition: str, selected: set[str]
 ) -> Iterator[dg.AssetCheckEvaluation]:
-    """Each check's result for a rejected month: the failing ones Failed, the others Passed."""
-    if exc.validation is None:  # the files could not even be assembled into one table
-        return
-    for check in check_results(exc.validation):
-        if check.check_name in selected:
-            yield check_evaluation(check, asset, partition, target=None)
+    """The validation check of a rejected month: Failed (ERROR), every rule's verdict in it."""
+    if exc.validation is None or VALIDATION_CHECK not in selected:
+        return  # no table to judge: the files could not even be assembled into one
+    yield check_evaluation(validation_result(exc.validation), asset, partition, target=None)
 
 
 def _attempt(
@@ -351,7 +346,7 @@ def _one_partition(
         data_version=dg.DataVersion(result.sha256),
         metadata=result.metadata,
         tags=result.tags,
-        check_results=[c for c in result.checks if c.check_name in selected],
+        check_results=[result.check] if result.check and VALIDATION_CHECK in selected else [],
     )
 
 
@@ -446,12 +441,9 @@ def _partition_range(
                     **materialization_tags(partitions_def, key, CODE_VERSION, result.sha256),
                 },
             )
-            target = check_target(context.instance, asset, key)
-            yield from (
-                check_evaluation(check, asset, key, target)
-                for check in result.checks
-                if check.check_name in selected
-            )
+            if result.check and VALIDATION_CHECK in selected:
+                target = check_target(context.instance, asset, key)
+                yield check_evaluation(result.check, asset, key, target)
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys)} partitions failed; the others were"

@@ -1,10 +1,10 @@
 """How our assets read in Dagster: catalog attributes, materialization metadata, tags and checks.
 
 What a person looks at first comes first: the materialization's first metadata entry and a tag
-say whether the month landed with warnings; a rejected month still records each check's result
-(the failing ones Failed with counts and examples, the others Passed). Tables use Dagster's own
-table metadata, so the UI renders them natively, and every materialization carries Dagster's
-own keys (``dagster/row_count``, ``dagster/uri``, ``dagster/table_name``,
+say whether the month landed with warnings; a rejected month still records its validation check
+(Failed, the failing rules first, with counts and examples beside every rule's verdict). Tables
+use Dagster's own table metadata, so the UI renders them natively, and every materialization
+carries Dagster's own keys (``dagster/row_count``, ``dagster/uri``, ``dagster/table_name``,
 ``dagster/column_schema``), which the catalog and other tools read without knowing this package.
 """
 
@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ...core.pipeline import PartitionOutcome
 from ...core.schema import AVG_COLUMNS, METRIC, POINT_COLUMNS, SCHEMA, TIME
-from ...core.validation import CHECKS, CheckResult, ValidationReport
+from ...core.validation import CheckResult, ValidationReport
 from .._dagster_internals import AssetCheckEvaluationTargetMaterializationData
 
 #: Metadata key of the source files' identity (one digest over every file).
@@ -35,7 +35,6 @@ WARNINGS_TAG = "aperiodic/warnings"
 #: Metadata key of what it took to bring the source files into the canonical form, in words.
 NORMALIZED = "normalized"
 ONE_DAY = timedelta(days=1)
-_SEVERITY = {"error": dg.AssetCheckSeverity.ERROR, "warn": dg.AssetCheckSeverity.WARN}
 
 # Dagster's table and URI metadata keys (TableMetadataSet, UriMetadataSet; the sets themselves
 # are not exported by Dagster 1.13): the asset's overview shows the row count and the columns.
@@ -43,10 +42,6 @@ ROW_COUNT = "dagster/row_count"
 URI = "dagster/uri"
 TABLE_NAME = "dagster/table_name"
 COLUMN_SCHEMA = "dagster/column_schema"
-
-#: The checks whose failure rejects a month (severity error). Blocking: a downstream asset in the
-#: same run does not run after one fails, and the UI says so.
-BLOCKING_CHECKS = frozenset(c.name for c in CHECKS if c.severity == "error")
 
 
 def column_schema(
@@ -108,7 +103,7 @@ class Landed:
     sha256: str
     metadata: dict[str, dg.MetadataValue]
     tags: dict[str, str]
-    checks: list[dg.AssetCheckResult]
+    check: dg.AssetCheckResult | None
 
 
 def landed(outcome: PartitionOutcome) -> Landed | None:
@@ -151,7 +146,7 @@ def landed(outcome: PartitionOutcome) -> Landed | None:
             **table_metadata(METRIC, written.path, written.rows, L1_COLUMNS),
         },
         tags={WARNINGS_TAG: ",".join(c.name for c in report.warnings) or "none"},
-        checks=check_results(report),
+        check=validation_result(report),
     )
 
 
@@ -161,33 +156,72 @@ def warnings_text(report: ValidationReport) -> str:
     return "; ".join(f"{c.name}: {c.message}" for c in report.warnings)
 
 
-def check_results(report: ValidationReport) -> list[dg.AssetCheckResult]:
-    return [_check_result(c) for c in report.checks]
+#: The asset's one check: every validation rule's verdict on a partition, in one record.
+VALIDATION_CHECK = "validation"
 
 
-def _check_result(check: CheckResult) -> dg.AssetCheckResult:
+def validation_result(report: ValidationReport) -> dg.AssetCheckResult:
+    """One partition's validation as ONE check result: every rule's verdict in a table, the
+    failing rules first in the description, severity the worst failing check's.
+
+    One record per partition instead of one per check: each check evaluation is a write to
+    Dagster's event log and check index, and at a universe's size those writes, not the data
+    work, were the cost of a run. Dagster blocks downstream only on an ERROR failure, so a month
+    with warnings alone is a WARN failure that blocks nothing.
+    """
+    failed = [c for c in report.checks if c.failed]
     metadata: dict[str, dg.RawMetadataValue] = {
-        "violations": dg.MetadataValue.int(check.violations),
-        "message": check.message,
+        # First: what a person needs to read in the check's row in the UI.
+        "failed": ", ".join(f"{c.name} ({c.severity})" for c in failed) or "none",
+        "violations": dg.MetadataValue.int(sum(c.violations for c in failed)),
+        "rules": table(
+            [
+                {
+                    "check": c.name,
+                    "rule": r.name,
+                    "severity": c.severity,
+                    "status": r.status,
+                    "violations": r.violations,
+                    "message": r.message,
+                }
+                for c in report.checks
+                for r in c.rules
+            ]
+        ),
     }
-    for key, value in check.metadata.items():
-        if value is None:
-            continue
-        if isinstance(value, float) and not math.isfinite(value):
-            metadata[key] = str(value)
-        elif isinstance(value, bool | int | float | str):
-            metadata[key] = value
-        else:
-            metadata[key] = dg.MetadataValue.json(value)
-    if check.examples:
-        metadata["examples"] = table(check.examples)
+    examples = [{"check": c.name, **e} for c in failed for e in c.examples]
+    if examples:
+        metadata["examples"] = table(examples)
+    for check in failed:  # what a failing check measured; the table has every verdict
+        for key, value in check.metadata.items():
+            if key.endswith("_example") or value is None:
+                continue  # the examples table holds them
+            metadata[f"{check.name}/{key}"] = _metadata_value(value)
+    errors = any(c.severity == "error" for c in failed)
     return dg.AssetCheckResult(
-        check_name=check.name,
-        passed=check.passed,
-        severity=_SEVERITY[check.severity],
+        check_name=VALIDATION_CHECK,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
         metadata=metadata,
-        description=check.message,
+        description=_verdict(report, failed),
     )
+
+
+def _verdict(report: ValidationReport, failed: Sequence[CheckResult]) -> str:
+    """The check's description: the failing checks with their rules' counts and messages."""
+    if not failed:
+        return f"all {len(report.checks)} checks passed ({report.rows} rows)"
+    return f"{report.rows} rows; " + "; ".join(
+        f"{c.name} [{c.severity}]: {c.message}" for c in failed
+    )
+
+
+def _metadata_value(value: Any) -> dg.RawMetadataValue:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    return dg.MetadataValue.json(value)
 
 
 def check_evaluation(
@@ -206,7 +240,7 @@ def check_evaluation(
         target_materialization_data=target,
         severity=check.severity,
         description=check.description,
-        blocking=check.check_name in BLOCKING_CHECKS,
+        blocking=True,
         partition=partition,
     )
 
