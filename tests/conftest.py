@@ -15,9 +15,13 @@ from aperiodic_assets.core.api import AperiodicClient, RetryConfig
 from aperiodic_assets.core.months import Month
 from aperiodic_assets.core.universe import Instrument
 from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.defs._dagster_internals import PLANNED_SUBSET_ENV
 from aperiodic_assets.defs.resources import AperiodicResource, RetrySettings, WarehouseResource
 from aperiodic_assets.sandbox import Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.data import generate
+
+# Runs are created as the package's deployments create them (docs/deploy.md).
+os.environ.update(PLANNED_SUBSET_ENV)
 
 #: The instant `make test-dates` runs the date-sensitive tests at (APERIODIC_TEST_NOW, ISO, UTC),
 #: the process clock set to it by faketime; None in the normal suite.

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from aperiodic_assets.defs._dagster_internals import PLANNED_SUBSET_ENV
+
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -360,7 +362,7 @@ def dagster_services(
     (home / "dagster.yaml").write_text(yaml.safe_dump(dict(instance_config), sort_keys=False))
     workspace_file = home / "workspace.yaml"
     workspace_file.write_text(yaml.safe_dump(dict(workspace), sort_keys=False))
-    full_env = {**(env or {}), "DAGSTER_HOME": str(home)}
+    full_env = {**PLANNED_SUBSET_ENV, **(env or {}), "DAGSTER_HOME": str(home)}
     port = free_port()
     webserver_argv = [
         BIN / "dagster-webserver",

@@ -5,6 +5,7 @@ month are blocking, so nothing downstream runs on a rejected month."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
 from aperiodic_assets import AperiodicL1Imbalance
 from aperiodic_assets.core.months import Month
@@ -305,6 +307,35 @@ def test_downstream_in_the_same_run_runs_unless_a_blocking_check_failed(
         # The run fails with the asset's own message, not Dagster's generic blocking-check error.
         failure = result.failure_data_for_node("l1_imbalance")
         assert failure is not None and "check identities failed" in str(failure.error.message)
+
+
+def test_a_ranged_run_writes_two_records_per_partition_and_marks_only_its_failure(
+    sandbox, resources, instance
+):
+    """As deployed (PLANNED_SUBSET_ENV): one planned event for the range, then per partition one
+    materialization and one check evaluation; a failed partition adds its observation and its
+    own planned event, so the partitions view still shows it Failed."""
+    keys = [str(partition_key(BTC_1H, m)) for m in (MAY, JUNE, JULY)]
+    sandbox.corrupt("broken_identity", exchange=BTC_1H.exchange, month=JULY.key)
+    result = ranged(resources, instance, keys)
+    assert not result.success
+    types = Counter(
+        r.dagster_event_type.value for r in instance.all_logs(result.run_id) if r.dagster_event_type
+    )
+    assert {t: n for t, n in types.items() if t.startswith("ASSET")} == {
+        "ASSET_MATERIALIZATION_PLANNED": 2,  # the range, then the failed partition
+        "ASSET_CHECK_EVALUATION_PLANNED": 1,
+        "ASSET_MATERIALIZATION": 2,
+        "ASSET_CHECK_EVALUATION": 3,
+        "ASSET_OBSERVATION": 1,  # the failed partition's outcome, for the sensor
+    }
+    status = get_and_update_asset_status_cache_value(
+        instance, L1_IMBALANCE, l1_imbalance.partitions_def
+    )
+    assert status is not None
+    failed = status.deserialize_failed_partition_subsets(l1_imbalance.partitions_def)
+    assert list(failed.get_partition_keys()) == [keys[2]]
+    assert instance.get_materialized_partitions(L1_IMBALANCE) == set(keys[:2])
 
 
 def test_a_ranged_run_records_its_checks_blocking_as_declared(sandbox, resources, instance):

@@ -42,7 +42,11 @@ from dagster._core.definitions.partitions.context import partition_loading_conte
 from dagster._core.definitions.partitions.utils import (  # noqa: E402
     get_tags_from_multi_partition_key,
 )
-from dagster._core.events import DagsterEventType  # noqa: E402
+from dagster._core.events import (  # noqa: E402
+    AssetMaterializationPlannedData,
+    DagsterEvent,
+    DagsterEventType,
+)
 from dagster._core.execution.backfill import (  # noqa: E402
     BulkActionsFilter,
     BulkActionStatus,
@@ -84,6 +88,29 @@ def check_target(
     return AssetCheckEvaluationTargetMaterializationData(
         storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
     )
+
+
+#: Set in the environment of every process that creates runs (webserver, daemon, CLI): a ranged
+#: run then records ONE planned event for its whole range instead of one per partition, written
+#: before the run can start (see docs/architecture.md, "What each record costs").
+PLANNED_SUBSET_ENV = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "1"}
+
+
+def mark_attempted(context: dg.AssetExecutionContext, partition: str) -> None:
+    """Record that this run attempted ``partition``: its own planned materialization event.
+
+    With ``PLANNED_SUBSET_ENV`` a run's planned event names its range, not each partition, and
+    Dagster marks a partition Failed in the partitions view only from a per-partition planned
+    event of a failed run without a materialization. So a run writes one for each partition
+    that failed in it, just before it fails: failures cost a record, successes none.
+    """
+    step = context.get_step_execution_context()
+    event = DagsterEvent.build_asset_materialization_planned_event(
+        context.run.job_name,
+        step.step.key,
+        AssetMaterializationPlannedData(context.asset_key, partition=partition),
+    )
+    context.instance.report_dagster_event(event, context.run.run_id)
 
 
 def latest_data_versions(

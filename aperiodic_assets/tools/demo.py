@@ -86,11 +86,12 @@ def main(argv: list[str] | None = None, now: datetime | None = None) -> int:
     parser.add_argument("--sandbox-arg", action="append", default=[], help="passed to the sandbox")
     args = parser.parse_args(argv)
     now = now or args.now or clock.now()
+    from ..defs._dagster_internals import PLANNED_SUBSET_ENV  # runs are created here
 
     # The sandbox publishes up to the demo's day and the runs in this process read the package's
     # clock at the same instant, even if the demo runs past midnight.
     with (
-        _environment({clock.ENV: now.isoformat()}),
+        _environment({clock.ENV: now.isoformat(), **PLANNED_SUBSET_ENV}),
         sandbox_process(["--today", now.date().isoformat(), *args.sandbox_arg]) as api_url,
     ):
         print(f"sandbox API at {api_url}; clock {now:%Y-%m-%d %H:%M} UTC")

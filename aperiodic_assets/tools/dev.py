@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+from ..defs._dagster_internals import PLANNED_SUBSET_ENV
 from .demo import SANDBOX_KEY, sandbox_process
 
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with sandbox_process(args.sandbox_arg) as api_url:
         env = dict(os.environ, APERIODIC_API_URL=api_url, APERIODIC_API_KEY=SANDBOX_KEY)
+        env.update(PLANNED_SUBSET_ENV)  # the webserver and daemon create runs
         env.setdefault("WAREHOUSE_URL", "warehouse")
         print(f"sandbox API at {api_url}; Dagster UI on http://127.0.0.1:{args.port}", flush=True)
         cmd = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"]

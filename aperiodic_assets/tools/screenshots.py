@@ -37,6 +37,7 @@ from playwright.sync_api import Page, sync_playwright
 from ..core import clock
 from ..core.months import Month
 from ..core.universe import DEFAULT_UNIVERSE, Instrument, load_universe
+from ..defs._dagster_internals import PLANNED_SUBSET_ENV
 from ..defs.assets.reporting import VALIDATION_CHECK
 from ..sandbox import RemoteSandbox
 from .demo import SANDBOX_KEY, sandbox_process
@@ -142,6 +143,7 @@ def demo_instance(
         "DAGSTER_HOME": str(home),
         "WAREHOUSE_URL": str(workdir / "warehouse"),
         "APERIODIC_UNIVERSE": str(universe),
+        **PLANNED_SUBSET_ENV,
     }
     instruments = load_universe(universe).instruments
     rejected_month = first_demo_month(n_months).previous()

@@ -35,7 +35,7 @@ from ...core.schema import METRIC
 from ...core.universe import Instrument
 from ...core.validation import CHECKS, ValidationConfig
 from ...core.warehouse import Warehouse
-from .._dagster_internals import check_target, materialization_tags
+from .._dagster_internals import check_target, mark_attempted, materialization_tags
 from ..deployment import Deployment
 from ..resources import AperiodicResource, WarehouseResource
 from .reporting import (
@@ -296,10 +296,16 @@ def _rejected_checks(
 
 
 def _attempt(
-    asset: dg.AssetKey, partition: str, error: BaseException, description: str | None = None
+    context: dg.AssetExecutionContext,
+    partition: str,
+    error: BaseException,
+    description: str | None = None,
 ) -> dg.AssetObservation:
     """A partition that failed for good in this run, recorded where the new-month sensor reads
-    it: a rejected month waits for its files to change, a transient failure for its wait."""
+    it (a rejected month waits for its files to change, a transient failure for its wait) and
+    where the partitions view reads a failure (``mark_attempted``)."""
+    mark_attempted(context, partition)
+    asset = context.asset_key
     metadata: dict[str, Any] = {OUTCOME: "failed", "error": description or _describe(error)}
     if isinstance(error, PartitionRejected):
         metadata[OUTCOME] = "rejected"
@@ -323,7 +329,7 @@ def _one_partition(
         result = land(key)
     except PartitionRejected as exc:
         yield from _rejected_checks(context.asset_key, exc, key, selected)
-        yield _attempt(context.asset_key, key, exc)
+        yield _attempt(context, key, exc)
         raise dg.Failure(
             description=str(exc),
             metadata={
@@ -338,7 +344,7 @@ def _one_partition(
             not failure.allow_retries or context.retry_number >= RETRY_POLICY.max_retries
         ):
             # No retry follows: the sensor takes over.
-            yield _attempt(context.asset_key, key, exc, failure.description)
+            yield _attempt(context, key, exc, failure.description)
         raise failure from None
     if result is None:
         return
@@ -430,7 +436,7 @@ def _partition_range(
             context.log.error(f"{key}: {failures[key]}")
             if isinstance(result, PartitionRejected):
                 yield from _rejected_checks(asset, result, key, selected)
-            yield _attempt(asset, key, result)
+            yield _attempt(context, key, result)
         elif result is not None:
             yield dg.AssetMaterialization(
                 asset_key=asset,
