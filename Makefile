@@ -21,10 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m aperiodic_assets.tools.demo
 
-## system-deps: the Debian packages the suite needs (Chromium, the PostgreSQL server), installed
-## when missing if this is root with apt-get; otherwise it stops with the command to run
+## system-deps: the Debian packages the suite needs (Chromium, the PostgreSQL server, PgBouncer),
+## installed when missing if this is root with apt-get; otherwise it stops with the command to run
 system-deps:
-	@tools/system-deps chromium postgresql
+	@tools/system-deps chromium postgresql pgbouncer
 
 ## test: the whole suite (sandbox, client, validation, Dagster, S3 on a local moto server), on
 ## 3 workers: most of its time is spent waiting on daemons, servers and retries, not computing.

@@ -1,10 +1,13 @@
-"""The production topology on one machine: Postgres, a code server, the daemon and the webserver.
+"""The production topology on one machine: Postgres behind PgBouncer, a code server, the daemon
+and the webserver.
 
 ``dagster_home/dagster.prod.yaml`` is the instance config, with one difference isolated in
 :func:`local_instance_config`: runs start as local subprocesses instead of ECS tasks. Storage is
-a real PostgreSQL cluster, compute logs and the warehouse go to S3 (a moto server on
-127.0.0.1), the code location is served by ``dagster code-server start`` over gRPC, and the
-sandbox API runs as its own process. Everything the tests check, they read from Postgres.
+a real PostgreSQL cluster that every Dagster process (webserver, daemon, code server, runs, the
+CLI) reaches through a PgBouncer in transaction mode, as in production; compute logs and the
+warehouse go to S3 (a moto server on 127.0.0.1), the code location is served by
+``dagster code-server start`` over gRPC, and the sandbox API runs as its own process. Everything
+the tests check, they read from Postgres directly.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from .dagster_services import (
     start_service,
 )
 from .deployed import month_partitions
-from .postgres_server import Postgres, postgres_cluster
+from .postgres_server import Postgres, pgbouncer_pool, pgbouncer_show, postgres_cluster
 
 #: About how long this module's tests take together: on a parallel run the longest modules
 #: start first (see conftest).
@@ -77,7 +80,8 @@ def local_instance_config() -> dict[str, Any]:
 @dataclass
 class Topology:
     services: DagsterServices
-    postgres: Postgres
+    postgres: Postgres  # the cluster itself, for the tests' own queries
+    pooler: Postgres  # PgBouncer in front of it, which the Dagster processes connect to
     sandbox: RemoteSandbox
 
     def sql(self, query: str, *args: Any) -> list[tuple]:
@@ -125,10 +129,14 @@ def topology(tmp_path_factory, s3_endpoint: str) -> Iterator[Topology]:
     for bucket in (LOG_BUCKET, WAREHOUSE_BUCKET):
         if not s3.exists(bucket):
             s3.mkdir(bucket)
-    with postgres_cluster() as pg, sandbox_process([]) as api_url:
+    with (
+        postgres_cluster() as pg,
+        pgbouncer_pool(pg) as pooler,
+        sandbox_process([]) as api_url,
+    ):
         env = {
             **aws,
-            **pg.env,
+            **pooler.env,
             "DAGSTER_HOME": str(home),
             "DAGSTER_COMPUTE_LOG_BUCKET": LOG_BUCKET,
             "APERIODIC_API_KEY_SECRET_ARN": "unused-by-the-local-launcher",
@@ -171,7 +179,7 @@ def topology(tmp_path_factory, s3_endpoint: str) -> Iterator[Topology]:
                 env=env,
                 cwd=REPO_ROOT,
             ) as services:
-                yield Topology(services, pg, RemoteSandbox(api_url))
+                yield Topology(services, pg, pooler, RemoteSandbox(api_url))
         finally:
             code_server.stop()
 
@@ -205,6 +213,19 @@ def test_a_ui_backfill_completes_and_everything_is_in_postgres(topology: Topolog
         endpoint_url=services.env["AWS_ENDPOINT_URL"], key="testing", secret="testing"
     ).find(LOG_BUCKET)
     assert logs, "compute logs were uploaded to S3"
+
+    # Every Dagster process reached Postgres through PgBouncer: dagster-postgres opens a
+    # connection per storage operation (NullPool), so direct connections would have started at
+    # least one Postgres session per event these runs stored (and more for the daemon's and the
+    # webserver's work); through the pooler, Postgres saw only its few server connections (and
+    # this test's own), which carried all of those transactions.
+    (pool,) = [p for p in pgbouncer_show(topology.pooler, "POOLS") if p["database"] == "dagster"]
+    assert pool["pool_mode"] == "transaction"
+    (stats,) = [s for s in pgbouncer_show(topology.pooler, "STATS") if s["database"] == "dagster"]
+    (sessions,) = topology.sql(
+        "select sessions from pg_stat_database where datname = current_database()"
+    )[0]
+    assert sessions < events[0][0] < stats["total_xact_count"], (sessions, events, stats)
 
 
 def test_the_pool_bounds_api_work_across_runs(topology: Topology):
