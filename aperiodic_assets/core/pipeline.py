@@ -8,7 +8,7 @@ raw bytes and the report go to quarantine. Never imports dagster.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TypeVar
@@ -244,17 +244,34 @@ def _reject(
 def completed(
     keys: Sequence[_K], work: Callable[[_K], _R], concurrency: int
 ) -> Iterator[tuple[_K, _R | BaseException]]:
-    """``(key, result or exception)`` in completion order, ``concurrency`` keys at a time.
+    """``(key, result or exception)`` in completion order, ``concurrency`` keys at a time
+    (the benchmarks' bare loop, at a ranged run's concurrency)."""
+    for batch in completed_batches(keys, work, concurrency):
+        yield from batch
 
-    How a ranged run works through its partitions (and the benchmarks' bare loop, at the same
-    concurrency).
+
+def _outcome(future: Future[_R]) -> _R | BaseException:
+    error = future.exception()
+    return error if error is not None else future.result()
+
+
+def completed_batches(
+    keys: Sequence[_K], work: Callable[[_K], _R], concurrency: int
+) -> Iterator[list[tuple[_K, _R | BaseException]]]:
+    """Whatever finished since the last batch, as ``(key, result or exception)``, as soon as
+    anything did; ``concurrency`` keys at a time.
+
+    How a ranged run works through its partitions: it reports a batch with one query to the
+    instance where one per partition would cost a round trip each.
     """
     pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="l1_partition")
     try:
-        futures = {pool.submit(work, key): key for key in keys}
-        for future in as_completed(futures):
-            error = future.exception()
-            yield futures[future], error if error is not None else future.result()
+        futures = {pool.submit(work, key): (n, key) for n, key in enumerate(keys)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            # In key order, so a batch reads the same whatever order its threads ended in.
+            yield [(futures[f][1], _outcome(f)) for f in sorted(done, key=futures.__getitem__)]
     finally:
         # A failed or terminated run must not wait for partitions that have not started.
         pool.shutdown(wait=True, cancel_futures=True)

@@ -74,20 +74,31 @@ def materialization_tags(
     }
 
 
-def check_target(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, key: str
-) -> AssetCheckEvaluationTargetMaterializationData | None:
-    """The materialization a partition's check result points at, as
-    ``AssetCheckResult.to_asset_check_evaluation`` sets it: a partitioned check only counts as
-    current when it targets the partition's latest materialization."""
+def check_targets(
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Per partition, the materialization its check result points at, as
+    ``AssetCheckResult.to_asset_check_evaluation`` sets it (a partitioned check only counts as
+    current when it targets the partition's latest materialization): one query for ``keys``,
+    each just materialized, so their latest records are the newest ``len(keys)``."""
+    if not keys:
+        return {}
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[key]), limit=1
+        dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(keys)), limit=len(keys)
     ).records
-    if not records:
-        return None
-    return AssetCheckEvaluationTargetMaterializationData(
-        storage_id=records[0].storage_id, run_id=records[0].run_id, timestamp=records[0].timestamp
-    )
+    targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records:  # newest first: the first one seen per partition is its latest
+        key = record.partition_key
+        if key is not None and key not in targets:
+            targets[key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    missing = [k for k in keys if k not in targets]
+    if missing and len(missing) < len(keys):
+        # Another run materialized one of them meanwhile, crowding the others out.
+        for key in missing:
+            targets.update(check_targets(instance, asset_key, [key]))
+    return targets
 
 
 #: Set in the environment of every process that creates runs (webserver, daemon, CLI): a ranged

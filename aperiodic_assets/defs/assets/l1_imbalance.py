@@ -30,12 +30,12 @@ from ...core import clock
 from ...core.api import AperiodicError, TransientError
 from ...core.lifecycle import Lives, read_lives
 from ...core.months import Month
-from ...core.pipeline import PartitionRejected, completed, run_partition
+from ...core.pipeline import PartitionRejected, completed_batches, run_partition
 from ...core.schema import METRIC
 from ...core.universe import Instrument
 from ...core.validation import CHECKS, ValidationConfig
 from ...core.warehouse import Warehouse
-from .._dagster_internals import check_target, mark_attempted, materialization_tags
+from .._dagster_internals import check_targets, mark_attempted, materialization_tags
 from ..deployment import Deployment
 from ..resources import AperiodicResource, WarehouseResource
 from .reporting import (
@@ -81,6 +81,10 @@ WITHDRAWN = "withdrawn"
 #: the month's file out of the warehouse when the listing is still empty.
 WITHDRAW_TAG = "aperiodic/withdraw"
 WITHDRAW_CONFIRMED = "confirmed"
+#: Partitions of a ranged run reported together: their materializations, then their check
+#: results after one query for the materializations they point at. At most this many
+#: partitions are ever materialized with their check result not yet stored.
+REPORT_BATCH = 32
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -421,7 +425,8 @@ def _partition_range(
     concurrency: int,
     selected: set[str],
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
-    """A ranged (backfill) run: every partition reported on its own as soon as it lands.
+    """A ranged (backfill) run: every partition reported on its own as soon as it lands (with
+    whatever else landed meanwhile, up to ``REPORT_BATCH``).
 
     No step retry: it would redo the partitions that landed. Transient API errors are retried
     per partition (see :func:`_patiently`); what still fails is recorded for the sensor and left
@@ -430,26 +435,34 @@ def _partition_range(
     asset, keys = context.asset_key, context.partition_keys
     partitions_def = context.assets_def.partitions_def
     failures: dict[str, str] = {}
-    for key, result in completed(keys, land, concurrency):
-        if isinstance(result, BaseException):
-            failures[key] = _describe(result)
-            context.log.error(f"{key}: {failures[key]}")
-            if isinstance(result, PartitionRejected):
-                yield from _rejected_checks(asset, result, key, selected)
-            yield _attempt(context, key, result)
-        elif result is not None:
-            yield dg.AssetMaterialization(
-                asset_key=asset,
-                partition=key,
-                metadata=result.metadata,
-                tags={
-                    **result.tags,
-                    **materialization_tags(partitions_def, key, CODE_VERSION, result.sha256),
-                },
-            )
-            if result.check and VALIDATION_CHECK in selected:
-                target = check_target(context.instance, asset, key)
-                yield check_evaluation(result.check, asset, key, target)
+    finished = completed_batches(keys, land, concurrency)
+    step = REPORT_BATCH
+    for batch in (done[i : i + step] for done in finished for i in range(0, len(done), step)):
+        checked: dict[str, dg.AssetCheckResult] = {}
+        for key, result in batch:
+            if isinstance(result, BaseException):
+                failures[key] = _describe(result)
+                context.log.error(f"{key}: {failures[key]}")
+                if isinstance(result, PartitionRejected):
+                    yield from _rejected_checks(asset, result, key, selected)
+                yield _attempt(context, key, result)
+            elif result is not None:
+                yield dg.AssetMaterialization(
+                    asset_key=asset,
+                    partition=key,
+                    metadata=result.metadata,
+                    tags={
+                        **result.tags,
+                        **materialization_tags(partitions_def, key, CODE_VERSION, result.sha256),
+                    },
+                )
+                if result.check and VALIDATION_CHECK in selected:
+                    checked[key] = result.check
+        # The batch's check results, each pointing at the materialization just stored: one
+        # query for the batch.
+        targets = check_targets(context.instance, asset, list(checked))
+        for key, check in checked.items():
+            yield check_evaluation(check, asset, key, targets.get(key))
     if failures:
         raise dg.Failure(
             description=f"{len(failures)} of {len(keys)} partitions failed; the others were"
