@@ -52,7 +52,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ from aperiodic_assets.defs.partitions import partition_key
 from aperiodic_assets.sandbox.catalog import synthetic_symbol
 from aperiodic_assets.tools.demo import sandbox_process
 from tests.dagster_services import DagsterServices, dagster_services, load_yaml
-from tests.postgres_server import postgres_cluster
+from tests.postgres_server import pgbouncer_pool, postgres_cluster
 
 INSTRUMENTS = [
     Instrument(exchange, symbol, "1m", "exchange")
@@ -300,10 +300,12 @@ def failures(instance: dg.DagsterInstance, runs: list[dict[str, Any]]) -> str:
 
 @contextmanager
 def storage_instance(storage: str, home: Path) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
-    """(instance config, its environment) for ``storage``, sqlite or postgres, in ``home``.
+    """(instance config, its environment) for ``storage`` in ``home``: ``sqlite``, ``postgres``
+    (the production topology: a throwaway cluster behind a throwaway PgBouncer) or
+    ``postgres-direct`` (the same cluster without the pooler, for comparison).
 
-    Postgres: a throwaway cluster for the duration, with the storage section of
-    dagster.prod.yaml; the rest is dagster.yaml's, so only the storage differs.
+    Postgres: the storage section of dagster.prod.yaml; the rest is dagster.yaml's, so only the
+    storage differs.
     """
     config = load_yaml(REPO_ROOT / "dagster_home" / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)  # this process reads the instance too
@@ -311,7 +313,10 @@ def storage_instance(storage: str, home: Path) -> Iterator[tuple[dict[str, Any],
         yield config, {}
         return
     config["storage"] = load_yaml(REPO_ROOT / "dagster_home" / "dagster.prod.yaml")["storage"]
-    with postgres_cluster() as pg:
+    with ExitStack() as stack:
+        pg = stack.enter_context(postgres_cluster())
+        if storage == "postgres":
+            pg = stack.enter_context(pgbouncer_pool(pg))
         os.environ.update(pg.env)
         yield config, pg.env
 
@@ -418,7 +423,10 @@ def main() -> None:
         "--months", type=int, default=len(SCALE_MONTHS), choices=range(1, len(SCALE_MONTHS) + 1)
     )
     parser.add_argument(
-        "--storage", choices=("sqlite", "postgres"), action="append", help="--scale: default both"
+        "--storage",
+        choices=("sqlite", "postgres", "postgres-direct"),
+        action="append",
+        help="--scale: default sqlite and postgres (through PgBouncer, as deployed)",
     )
     args = parser.parse_args()
     if args.scale:

@@ -59,7 +59,8 @@ EXCHANGES = ("binance-futures", "okx-perps")
 HISTORY = month_range(Month(2025, 8), Month(2026, 7))
 #: The networks every phase is measured on: round trip in ms.
 NETWORKS = {"loopback": 0.0, "60ms": 60.0}
-STORAGES = ("sqlite", "postgres")
+#: ``postgres`` is the production topology (through PgBouncer); ``postgres-direct`` without it.
+STORAGES = ("sqlite", "postgres", "postgres-direct")
 
 
 def universe(n: int) -> list[Instrument]:
@@ -154,11 +155,13 @@ def main() -> None:
     parser.add_argument("--history-instruments", type=int, default=200)
     parser.add_argument("--rollover-month", type=Month.parse, default=Month(2026, 7))
     parser.add_argument("--official-sample", type=int, default=100)
-    parser.add_argument("--storage", choices=STORAGES, action="append", help="default: both")
+    parser.add_argument(
+        "--storage", choices=STORAGES, action="append", help="default: sqlite and postgres"
+    )
     parser.add_argument("--network", choices=list(NETWORKS), action="append")
     parser.add_argument("--no-history", action="store_true")
     args = parser.parse_args()
-    storages = args.storage or list(STORAGES)
+    storages = args.storage or ["sqlite", "postgres"]
     networks = args.network or list(NETWORKS)
     instruments = universe(max(args.instruments, args.history_instruments))
     rollover = grid(instruments[: args.instruments], [args.rollover_month])
@@ -207,7 +210,7 @@ def main() -> None:
                         )
                     )
                     print(measured[-1].result(), flush=True)
-                if storage == "postgres" and not args.no_history:
+                if storage.startswith("postgres") and not args.no_history:
                     steer.network(latency_ms=NETWORKS["60ms"])
                     floor = bare(api_url, work / "bare_history", history)
                     print(f"(b) bare, history, 60ms: {floor:.1f}s; {load()}", flush=True)
