@@ -366,8 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         text = photograph(url, instance, args.out)
     for png in sorted(args.out.glob("*.png")):
         print(f"{png} {png.stat().st_size // 1024} KiB")
-    print(f"failing check of {instance.rejected}: {text.check_states}")
-    print(f"blocking checks: {sorted(name for name, b in text.check_blocking.items() if b)}")
+    print(f"{VALIDATION_CHECK} check of {instance.rejected}: {text.check_state}", end="")
+    print(f" ({'blocking' if text.check_blocking else 'not blocking'})")
     return 0
 
 
