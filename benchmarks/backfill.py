@@ -57,7 +57,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aperiodic
 import dagster as dg
 from common import (
     KEY,
@@ -67,6 +66,7 @@ from common import (
     bare,
     load,
     location_env,
+    official_frame,
     write_universe,
 )
 
@@ -104,19 +104,7 @@ def grid(instruments: list[Instrument], months: list[Month]) -> Partitions:
 def official(api_url: str) -> float:
     start = time.perf_counter()
     for i in INSTRUMENTS:
-        frame = aperiodic.get_metrics(
-            api_key=KEY,
-            metric="l1_imbalance",
-            timestamp=i.timestamp,
-            interval=i.interval,
-            exchange=i.exchange,
-            symbol=i.symbol,
-            start_date=MONTHS[0].first_day,
-            end_date=MONTHS[-1].last_day,
-            base_url=api_url,
-            output="pandas",
-            show_progress=False,
-        )
+        frame = official_frame(api_url, i, MONTHS[0].first_day, MONTHS[-1].last_day)
         assert len(frame) == sum(m.last_day.day for m in MONTHS) * 1440
     return time.perf_counter() - start
 
@@ -321,6 +309,24 @@ def storage_instance(storage: str, home: Path) -> Iterator[tuple[dict[str, Any],
         yield config, pg.env
 
 
+@contextmanager
+def storage_deployment(
+    storage: str, work: Path, api_url: str, universe: Path
+) -> Iterator[DagsterServices]:
+    """A webserver + daemon on ``storage`` (:func:`storage_instance`) in ``work``, their code
+    location on the sandbox at ``api_url`` partitioning the instruments of ``universe``."""
+    home = work / f"dagster_home_{storage}"
+    with (
+        storage_instance(storage, home) as (config, storage_env),
+        dagster_services(
+            home,
+            instance_config=config,
+            env={**location_env(api_url, work / f"warehouse_{storage}", universe), **storage_env},
+        ) as services,
+    ):
+        yield services
+
+
 def default_benchmark() -> None:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -388,18 +394,7 @@ def scale_benchmark(instruments: int, months: int, storages: list[str]) -> None:
         print(f"(b) bare run_partition loop, {PARTITION_CONCURRENCY} threads: {bare_s:.1f}s")
         universe = write_universe(work / "universe.yaml", universe_instruments)
         for storage in storages:
-            home = work / f"dagster_home_{storage}"
-            with (
-                storage_instance(storage, home) as (config, storage_env),
-                dagster_services(
-                    home,
-                    instance_config=config,
-                    env={
-                        **location_env(api_url, work / f"warehouse_{storage}", universe),
-                        **storage_env,
-                    },
-                ) as services,
-            ):
+            with storage_deployment(storage, work, api_url, universe) as services:
                 done = run_backfill(services, partitions, timeout_s=7200.0, sample_s=0.5)
             overhead_ms = (done.after_pickup_s - bare_s) / len(partitions) * 1000
             print(

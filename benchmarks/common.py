@@ -14,7 +14,9 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import aperiodic
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +85,25 @@ def bare(
     failed = [(p, o) for p, o in outcomes if isinstance(o, BaseException) or o.written is None]
     assert not failed, failed[:3]
     return elapsed
+
+
+def official_frame(api_url: str, instrument: Instrument, first: date, last: date) -> Any:
+    """One instrument's days ``first``..``last`` through the official client, as a user's
+    script fetches them: ``aperiodic.get_metrics(..., output="pandas")``, nothing validated or
+    written."""
+    return aperiodic.get_metrics(
+        api_key=KEY,
+        metric="l1_imbalance",
+        timestamp=instrument.timestamp,
+        interval=instrument.interval,
+        exchange=instrument.exchange,
+        symbol=instrument.symbol,
+        start_date=first,
+        end_date=last,
+        base_url=api_url,
+        output="pandas",
+        show_progress=False,
+    )
 
 
 def load() -> str:

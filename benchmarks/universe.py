@@ -39,21 +39,18 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import aperiodic
-from backfill import Backfill, Partitions, grid, run_backfill, storage_instance
-from common import KEY, TODAY, bare, load, location_env, write_universe
+from backfill import Backfill, Partitions, grid, run_backfill, storage_deployment
+from common import KEY, TODAY, bare, load, official_frame, write_universe
 
 from aperiodic_assets.core.months import Month, month_range
 from aperiodic_assets.core.universe import Instrument
 from aperiodic_assets.sandbox import RemoteSandbox
 from aperiodic_assets.sandbox.catalog import synthetic_symbol
 from aperiodic_assets.tools.demo import sandbox_process
-from tests.dagster_services import DagsterServices, dagster_services
+from tests.dagster_services import DagsterServices
 
 EXCHANGES = ("binance-futures", "okx-perps")
 HISTORY = month_range(Month(2025, 8), Month(2026, 7))
@@ -77,20 +74,7 @@ def official(api_url: str, instruments: list[Instrument], month: Month) -> float
     """Seconds the official client's serial loop takes over ``instruments`` for ``month``."""
     start = time.perf_counter()
     for i in instruments:
-        frame = aperiodic.get_metrics(
-            api_key=KEY,
-            metric="l1_imbalance",
-            timestamp=i.timestamp,
-            interval=i.interval,
-            exchange=i.exchange,
-            symbol=i.symbol,
-            start_date=month.first_day,
-            end_date=month.last_day,
-            base_url=api_url,
-            output="pandas",
-            show_progress=False,
-        )
-        assert len(frame) > 0
+        assert len(official_frame(api_url, i, month.first_day, month.last_day)) > 0
     return time.perf_counter() - start
 
 
@@ -118,27 +102,6 @@ class Measured:
             f" run_start_s={done.start_up_s:.1f}"
             f" events_per_partition={done.events / done.partitions:.2f}{over_official}"
         )
-
-
-@contextmanager
-def deployment(
-    storage: str, work: Path, api_url: str, instruments: list[Instrument]
-) -> Iterator[DagsterServices]:
-    """A webserver + daemon on ``storage`` whose code location partitions ``instruments``."""
-    home = work / f"dagster_home_{storage}"
-    universe_file = write_universe(work / f"universe_{storage}.yaml", instruments, "2025-08")
-    with (
-        storage_instance(storage, home) as (config, storage_env),
-        dagster_services(
-            home,
-            instance_config=config,
-            env={
-                **location_env(api_url, work / f"warehouse_{storage}", universe_file),
-                **storage_env,
-            },
-        ) as services,
-    ):
-        yield services
 
 
 def measure(
@@ -193,7 +156,10 @@ def main() -> None:
                 flush=True,
             )
         for storage in storages:
-            with deployment(storage, work, api_url, instruments) as services:
+            universe_file = write_universe(
+                work / f"universe_{storage}.yaml", instruments, "2025-08"
+            )
+            with storage_deployment(storage, work, api_url, universe_file) as services:
                 for network in networks:
                     steer.network(latency_ms=NETWORKS[network])
                     done = measure(
