@@ -77,6 +77,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/backfill.py
 	$(PY) benchmarks/rollover.py
 	$(PY) benchmarks/recovery.py
+	$(PY) benchmarks/records.py
+	$(PY) benchmarks/universe.py
 
 ## screenshots: the demo in a fresh instance, photographed in headless Chromium into docs/img/
 screenshots: $(STAMP)
