@@ -197,6 +197,28 @@ def test_older_files_are_probed_in_rotation_and_a_changed_one_is_requested():
     assert watch.republished(unchanged, cursor, now=10.0) == ([], {})
 
 
+def test_a_budget_that_ends_before_every_newest_file_was_probed_goes_on_from_there():
+    """When a tick can probe only some partitions' newest files (a slow network, a big
+    universe), the next tick starts with those it did not reach, then goes round: every
+    partition's newest file is checked every few ticks, not the same ones every tick."""
+    files = [info("2026-11-01"), info("2026-11-02")]
+    partitions = [
+        watch.Watched(f"p{n}", files, watch.Materialized({f.label: "e:1" for f in files}, 0.0))
+        for n in range(5)
+    ]
+    cursor, probed = watch.WatchCursor(), []
+    for _ in range(3):
+        plan = watch.plan(partitions, cursor, now=10.0)
+        probed.append([w.key for w, _ in plan.probes[:2]])  # the budget ends after 2 probes
+        watch.probed(cursor, plan, 2)
+    assert probed == [["p0", "p1"], ["p2", "p3"], ["p4", "p0"]]
+    assert cursor.next_file == 0, "no older file was reached"
+    # A tick that reaches every newest file moves on in the older files.
+    plan = watch.plan(partitions, cursor, now=10.0)
+    watch.probed(cursor, plan, 5 + 3)
+    assert cursor.next_file == 3
+
+
 def info(label: str) -> FileInfo:
     year, month, day = (int(p) for p in label.split("-"))
     return FileInfo(year, month, day, f"http://127.0.0.1/{label}.parquet")

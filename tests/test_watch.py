@@ -135,6 +135,7 @@ def test_one_empty_listing_changes_nothing_a_confirmed_one_requests_a_withdrawal
 def test_the_cursor_round_trips():
     cursor = watch.WatchCursor(
         next_instrument=2,
+        next_newest=4,
         next_file=7,
         requested={KEY: watch.InFlight("files:x", 1.0, "r1")},
         backoff={KEY: watch.Backoff(2, 99.0, "failed")},

@@ -28,8 +28,11 @@ import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 from .api import FileInfo, FileStamp
+
+_T = TypeVar("_T")
 
 #: A request whose fate is still unknown after this long is settled as failed (lost).
 REQUEST_EXPIRY_S = 6 * 3600.0
@@ -75,6 +78,9 @@ class WatchCursor:
     tick to the watched partitions."""
 
     next_instrument: int = 0
+    #: Where the next tick's newest-file probes start: when a tick's budget ends before every
+    #: partition's newest file was probed, the next tick goes on from there.
+    next_newest: int = 0
     next_file: int = 0
     requested: dict[str, InFlight] = field(default_factory=dict)
     backoff: dict[str, Backoff] = field(default_factory=dict)
@@ -85,6 +91,7 @@ class WatchCursor:
         data = json.loads(raw) if raw else {}
         return cls(
             next_instrument=int(data.get("next_instrument", 0)),
+            next_newest=int(data.get("next_newest", 0)),
             next_file=int(data.get("next_file", 0)),
             requested={
                 k: InFlight(v[0], float(v[1]), str(v[2]) if len(v) > 2 else "")
@@ -101,6 +108,7 @@ class WatchCursor:
         return json.dumps(
             {
                 "next_instrument": self.next_instrument,
+                "next_newest": self.next_newest,
                 "next_file": self.next_file,
                 "requested": requested,
                 "backoff": {k: asdict(v) for k, v in sorted(self.backoff.items())},
@@ -294,10 +302,24 @@ def plan(
         ordered = sorted(w.files, key=lambda f: f.sort_key)
         newest.append((w, ordered[-1]))
         older += [(w, f) for f in ordered[:-1]]
-    start = cursor.next_file % len(older) if older else 0
-    out.probes = newest + older[start:] + older[:start]
+    out.probes = rotated(newest, cursor.next_newest) + rotated(older, cursor.next_file)
     out.older_files = len(older)
     return out
+
+
+def probed(cursor: WatchCursor, plan: Plan, started: int) -> None:
+    """Move both probe rotations past the ``started`` probes of ``plan``: the next tick starts
+    with the newest files this one did not reach, then the older files after the last one it
+    did."""
+    newest = plan.up_to_date + plan.rejected
+    cursor.next_newest += min(started, newest)
+    cursor.next_file += max(0, started - newest)
+
+
+def rotated(items: Sequence[_T], start: int) -> list[_T]:
+    """``items`` from position ``start`` (modulo their number) round to the one before it."""
+    start = start % len(items) if items else 0
+    return list(items[start:]) + list(items[:start])
 
 
 def _reason(w: Watched, labels: Sequence[str]) -> str:

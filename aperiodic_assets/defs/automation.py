@@ -204,11 +204,6 @@ def _stamps(metadata: Mapping[str, dg.MetadataValue]) -> dict[str, str]:
     return dict(stamps.value) if stamps is not None and stamps.value else {}
 
 
-def _rotate(items: Sequence[_T], start: int) -> list[_T]:
-    start = start % len(items) if items else 0
-    return list(items[start:]) + list(items[:start])
-
-
 def evaluate(
     context: dg.SensorEvaluationContext,
     client: AperiodicClient,
@@ -235,7 +230,7 @@ def evaluate(
     now = time.time()
     cursor = watch.WatchCursor.load(context.cursor)
 
-    order = _rotate(instruments, cursor.next_instrument)
+    order = watch.rotated(instruments, cursor.next_instrument)
     listed, errors, done = tick.list_instruments(client, order, deadline)
     cursor.next_instrument = (cursor.next_instrument + done) % max(1, len(instruments))
     history = History(context.instance, asset)
@@ -263,8 +258,7 @@ def evaluate(
     probed, probes_started = run_bounded(
         plan.probes, lambda pair: client.stamp(pair[1]), settings.concurrency, deadline
     )
-    newest = plan.up_to_date + plan.rejected
-    cursor.next_file += max(0, probes_started - newest)
+    watch.probed(cursor, plan, probes_started)
     stamps = [(w, s) for (w, _), s in probed if not isinstance(s, AperiodicError)]
     errors += [
         f"probe {f.label} of {w.key}: {s}" for (w, f), s in probed if isinstance(s, Exception)
@@ -284,7 +278,8 @@ def evaluate(
         f" {plan.unpublished} not published, {plan.in_flight} requested earlier and not landed,"
         f" {len(waiting)} waiting after a failure, {plan.rejected} rejected (waiting for"
         f" corrected files), {plan.empty_once} listed empty once; identity probes:"
-        f" {len(stamps)} of {newest} newest + {plan.older_files} older files;"
+        f" {len(stamps)} of {plan.up_to_date + plan.rejected} newest + {plan.older_files}"
+        f" older files;"
         f" {time.monotonic() - started_at:.1f}s"
     )
     for line in settled:
