@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/recovery.py
 	$(PY) benchmarks/records.py
 	$(PY) benchmarks/universe.py
+	$(PY) benchmarks/sensor.py
 
 ## screenshots: the demo in a fresh instance, photographed in headless Chromium into docs/img/
 screenshots: $(STAMP)
