@@ -65,9 +65,6 @@ import dagster as dg
 import psycopg2
 import yaml
 from common import KEY, PARTITION_CONCURRENCY, TODAY, load
-from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-    AssetCheckEvaluationTargetMaterializationData,
-)
 from dagster._core.definitions.dependency import NodeHandle
 from dagster._core.events import (
     AssetMaterializationPlannedData,
@@ -85,7 +82,7 @@ from aperiodic_assets.core.months import Month, month_range
 from aperiodic_assets.core.pipeline import run_partition
 from aperiodic_assets.core.universe import Instrument, Universe
 from aperiodic_assets.core.warehouse import Warehouse
-from aperiodic_assets.defs._dagster_internals import materialization_tags
+from aperiodic_assets.defs._dagster_internals import check_targets, materialization_tags
 from aperiodic_assets.defs.assets.l1_imbalance import CODE_VERSION, L1_IMBALANCE, OUTCOME
 from aperiodic_assets.defs.assets.reporting import Landed, check_evaluation, landed
 from aperiodic_assets.defs.partitions import Partitions, partition_key
@@ -214,20 +211,6 @@ class Turn:
         finally:
             conn.close()
 
-    def read(self, keys: list[str]) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-        """The latest materialization of each of ``keys`` (just materialized), in one query, as
-        a check evaluation's target."""
-        records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=L1_IMBALANCE, asset_partitions=keys), limit=len(keys)
-        ).records
-        return {
-            r.partition_key: AssetCheckEvaluationTargetMaterializationData(
-                storage_id=r.storage_id, run_id=r.run_id, timestamp=r.timestamp
-            )
-            for r in reversed(records)  # newest first: the newest per key wins
-            if r.partition_key is not None
-        }
-
     def write(self, kind: str, batch_size: int, run: dg.DagsterRun, keys: list[str]) -> None:
         batch_id = f"{kind}-{run.run_id}"
         for i, key in enumerate(keys):
@@ -239,9 +222,11 @@ class Turn:
             elif kind == "read":
                 if batch_size:
                     if i % batch_size == 0:
-                        self.read(keys[i : i + batch_size])
+                        check_targets(
+                            self.instance, L1_IMBALANCE, keys[i : i + batch_size], run.run_id
+                        )
                 else:
-                    self.targets[key] = self.read([key]).get(key)
+                    self.targets |= check_targets(self.instance, L1_IMBALANCE, [key], run.run_id)
             elif kind == "check_evaluation":
                 assert self.sample.check is not None
                 evaluation = check_evaluation(

@@ -22,6 +22,7 @@ from aperiodic_assets.core.schema import METRIC_COLUMNS
 from aperiodic_assets.core.universe import Instrument
 from aperiodic_assets.core.validation import CHECKS
 from aperiodic_assets.core.warehouse import Warehouse
+from aperiodic_assets.defs.assets import l1_imbalance as l1_imbalance_module
 from aperiodic_assets.defs.assets.downstream import (
     DAILY_COLUMNS,
     DAILY_TABLE,
@@ -336,6 +337,26 @@ def test_a_ranged_run_writes_two_records_per_partition_and_marks_only_its_failur
     failed = status.deserialize_failed_partition_subsets(l1_imbalance.partitions_def)
     assert list(failed.get_partition_keys()) == [keys[2]]
     assert instance.get_materialized_partitions(L1_IMBALANCE) == set(keys[:2])
+
+
+def test_a_single_partition_run_that_dies_unexpectedly_shows_its_partition_failed(
+    sandbox, resources, instance, monkeypatch
+):
+    """A single-partition run plans its partition itself before any work, so whatever ends it
+    without a materialization (here an error no code expects) shows the partition Failed."""
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(l1_imbalance_module, "run_partition", broken)
+    key = str(partition_key(BTC_1H, JULY))
+    assert not materialize_partition(resources, instance, BTC_1H, JULY).success
+    status = get_and_update_asset_status_cache_value(
+        instance, L1_IMBALANCE, l1_imbalance.partitions_def
+    )
+    assert status is not None
+    failed = status.deserialize_failed_partition_subsets(l1_imbalance.partitions_def)
+    assert list(failed.get_partition_keys()) == [key]
 
 
 def test_a_ranged_run_records_its_checks_blocking_as_declared(sandbox, resources, instance):

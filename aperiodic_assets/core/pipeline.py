@@ -244,8 +244,8 @@ def _reject(
 def completed(
     keys: Sequence[_K], work: Callable[[_K], _R], concurrency: int
 ) -> Iterator[tuple[_K, _R | BaseException]]:
-    """``(key, result or exception)`` in completion order, ``concurrency`` keys at a time
-    (the benchmarks' bare loop, at a ranged run's concurrency)."""
+    """``(key, result or exception)`` in completion order, ``concurrency`` keys at a time (the
+    doctor's probes; the benchmarks' bare loop, at a ranged run's concurrency)."""
     for batch in completed_batches(keys, work, concurrency):
         yield from batch
 

@@ -75,29 +75,29 @@ def materialization_tags(
 
 
 def check_targets(
-    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str]
+    instance: dg.DagsterInstance, asset_key: dg.AssetKey, keys: Sequence[str], run_id: str
 ) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
-    """Per partition, the materialization its check result points at, as
+    """Per partition, the materialization of run ``run_id`` its check result points at, as
     ``AssetCheckResult.to_asset_check_evaluation`` sets it (a partitioned check only counts as
     current when it targets the partition's latest materialization): one query for ``keys``,
-    each just materialized, so their latest records are the newest ``len(keys)``."""
+    each just materialized by that run, so their records are the newest ``len(keys)``."""
     if not keys:
         return {}
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=list(keys)), limit=len(keys)
     ).records
-    targets: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
-    for record in records:  # newest first: the first one seen per partition is its latest
-        key = record.partition_key
-        if key is not None and key not in targets:
-            targets[key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
-            )
+    targets = {
+        record.partition_key: AssetCheckEvaluationTargetMaterializationData(
+            storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+        )
+        for record in reversed(records)  # oldest first: a later record of a key wins
+        if record.partition_key is not None and record.run_id == run_id
+    }
     missing = [k for k in keys if k not in targets]
     if missing and len(missing) < len(keys):
         # Another run materialized one of them meanwhile, crowding the others out.
         for key in missing:
-            targets.update(check_targets(instance, asset_key, [key]))
+            targets.update(check_targets(instance, asset_key, [key], run_id))
     return targets
 
 
@@ -112,8 +112,9 @@ def mark_attempted(context: dg.AssetExecutionContext, partition: str) -> None:
 
     With ``PLANNED_SUBSET_ENV`` a run's planned event names its range, not each partition, and
     Dagster marks a partition Failed in the partitions view only from a per-partition planned
-    event of a failed run without a materialization. So a run writes one for each partition
-    that failed in it, just before it fails: failures cost a record, successes none.
+    event of a failed run without a materialization. So a ranged run writes one for each
+    partition that failed in it (failures cost a record, successes none), and a single-partition
+    run one for its partition before any work, so even a crash shows it Failed.
     """
     step = context.get_step_execution_context()
     event = DagsterEvent.build_asset_materialization_planned_event(

@@ -81,10 +81,6 @@ WITHDRAWN = "withdrawn"
 #: the month's file out of the warehouse when the listing is still empty.
 WITHDRAW_TAG = "aperiodic/withdraw"
 WITHDRAW_CONFIRMED = "confirmed"
-#: Partitions of a ranged run reported together: their materializations, then their check
-#: results after one query for the materializations they point at. At most this many
-#: partitions are ever materialized with their check result not yet stored.
-REPORT_BATCH = 32
 RETRY_POLICY = dg.RetryPolicy(
     max_retries=3, delay=15, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
@@ -307,8 +303,7 @@ def _attempt(
 ) -> dg.AssetObservation:
     """A partition that failed for good in this run, recorded where the new-month sensor reads
     it (a rejected month waits for its files to change, a transient failure for its wait) and
-    where the partitions view reads a failure (``mark_attempted``)."""
-    mark_attempted(context, partition)
+    where the partitions view reads a failure (``mark_attempted``, by the caller)."""
     asset = context.asset_key
     metadata: dict[str, Any] = {OUTCOME: "failed", "error": description or _describe(error)}
     if isinstance(error, PartitionRejected):
@@ -327,8 +322,14 @@ def _one_partition(
     retry_after_wait_max_s: float,
 ) -> Iterator[dg.MaterializeResult | dg.AssetObservation | dg.AssetCheckEvaluation]:
     """A single-partition run (UI, or a backfill of one key under another policy): Dagster
-    stores the result and retries transient failures."""
+    stores the result and retries transient failures.
+
+    The partition's own planned event comes first (``mark_attempted``), so whatever ends the
+    run without a materialization, a crash included, shows the partition Failed.
+    """
     key = context.partition_key
+    if context.retry_number == 0:
+        mark_attempted(context, key)
     try:
         result = land(key)
     except PartitionRejected as exc:
@@ -367,10 +368,12 @@ def _api_failure(
     wait = getattr(exc, "retry_after_s", None)
     if wait is None:
         return dg.Failure(description=str(exc), allow_retries=exc.transient)
-    if wait <= retry_after_wait_max_s:
+    if wait <= retry_after_wait_max_s and context.retry_number < RETRY_POLICY.max_retries:
         # Not sooner than the server allowed: the RetryPolicy's own delay could be shorter.
         context.log.warning(f"{exc} Retrying this partition in {wait:.0f}s.")
         return dg.RetryRequested(max_retries=RETRY_POLICY.max_retries, seconds_to_wait=wait)
+    if wait <= retry_after_wait_max_s:  # the retries are spent: the sensor takes over
+        return dg.Failure(description=f"{exc} No retry left in this run.", allow_retries=False)
     return dg.Failure(description=_too_long(exc, wait, retry_after_wait_max_s), allow_retries=False)
 
 
@@ -426,7 +429,7 @@ def _partition_range(
     selected: set[str],
 ) -> Iterator[dg.AssetMaterialization | dg.AssetObservation | dg.AssetCheckEvaluation]:
     """A ranged (backfill) run: every partition reported on its own as soon as it lands (with
-    whatever else landed meanwhile, up to ``REPORT_BATCH``).
+    whatever else landed meanwhile, up to ``concurrency`` of them).
 
     No step retry: it would redo the partitions that landed. Transient API errors are retried
     per partition (see :func:`_patiently`); what still fails is recorded for the sensor and left
@@ -435,8 +438,10 @@ def _partition_range(
     asset, keys = context.asset_key, context.partition_keys
     partitions_def = context.assets_def.partitions_def
     failures: dict[str, str] = {}
+    # Reported together: at most ``concurrency`` partitions are ever materialized with their
+    # check result not yet stored (their materializations, one query, their check results).
     finished = completed_batches(keys, land, concurrency)
-    step = REPORT_BATCH
+    step = concurrency
     for batch in (done[i : i + step] for done in finished for i in range(0, len(done), step)):
         checked: dict[str, dg.AssetCheckResult] = {}
         for key, result in batch:
@@ -445,6 +450,7 @@ def _partition_range(
                 context.log.error(f"{key}: {failures[key]}")
                 if isinstance(result, PartitionRejected):
                     yield from _rejected_checks(asset, result, key, selected)
+                mark_attempted(context, key)
                 yield _attempt(context, key, result)
             elif result is not None:
                 yield dg.AssetMaterialization(
@@ -460,7 +466,7 @@ def _partition_range(
                     checked[key] = result.check
         # The batch's check results, each pointing at the materialization just stored: one
         # query for the batch.
-        targets = check_targets(context.instance, asset, list(checked))
+        targets = check_targets(context.instance, asset, list(checked), context.run.run_id)
         for key, check in checked.items():
             yield check_evaluation(check, asset, key, targets.get(key))
     if failures:
