@@ -94,10 +94,7 @@ def official_frame(api_url: str, instrument: Instrument, first: date, last: date
     return aperiodic.get_metrics(
         api_key=KEY,
         metric="l1_imbalance",
-        timestamp=instrument.timestamp,
-        interval=instrument.interval,
-        exchange=instrument.exchange,
-        symbol=instrument.symbol,
+        **instrument.query,
         start_date=first,
         end_date=last,
         base_url=api_url,

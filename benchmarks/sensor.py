@@ -89,7 +89,7 @@ from aperiodic_assets.defs.deployment import SensorSettings, UniverseSensorSetti
 from aperiodic_assets.defs.partitions import Partitions, partition_key
 from aperiodic_assets.defs.resources import AperiodicResource, WarehouseResource
 from aperiodic_assets.sandbox.catalog import parse_object_path
-from aperiodic_assets.sandbox.files import FileVersion, file_identity
+from aperiodic_assets.sandbox.files import file_identity, stored_object, stored_version
 from aperiodic_assets.sandbox.handles import RemoteSandbox
 from aperiodic_assets.sandbox.state import SandboxConfig, SandboxState
 from aperiodic_assets.tools.demo import sandbox_process
@@ -306,29 +306,11 @@ def file_tokens(per_exchange: int, today: date, paths: list[str]) -> list[str]:
     if state is None:
         config = SandboxConfig(today=today, symbols_per_exchange=per_exchange)
         state = _STATES[(per_exchange, today)] = SandboxState(config)
-    calendar = state.calendar()
     out = []
     for path in paths:
-        fid = parse_object_path(path)
-        tenure = state.tenure(fid.exchange, fid.symbol) if fid else None
-        span = calendar.find(tenure, fid.year, fid.month, fid.day) if fid and tenure else None
-        assert fid is not None and span is not None, f"no such object: {path}"
-        corruption, shapes = state.treatment(fid.exchange, fid.symbol, fid.month_key, span.day)
-        identity = file_identity(
-            FileVersion(
-                fid.exchange,
-                fid.symbol,
-                fid.interval,
-                fid.timestamp,
-                span.first,
-                span.end,
-                state.revision(fid.exchange, fid.symbol, fid.month_key),
-                corruption,
-                shapes,
-                span.label,
-                None,
-            )
-        )
+        found = stored_object(state, path)
+        assert found is not None, f"no such object: {path}"
+        identity = file_identity(stored_version(state, *found, None))
         out.append(file_token(identity.etag, identity.size))
     return out
 

@@ -87,10 +87,7 @@ def test_official_client_returns_exactly_the_rows_we_write(
     theirs = aperiodic.get_metrics(
         api_key=KEY,
         metric="l1_imbalance",
-        timestamp=BTC_1H.timestamp,
-        interval=BTC_1H.interval,
-        exchange=BTC_1H.exchange,
-        symbol=BTC_1H.symbol,
+        **BTC_1H.query,
         start_date=month.first_day,
         end_date=month.last_day,
         base_url=sandbox.base_url,

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
 from email.message import Message
 from email.utils import parsedate_to_datetime
@@ -1019,19 +1019,20 @@ def test_stall_fault_sends_headers_then_nothing_so_the_client_times_out(sb: Sand
     assert download(url).status_code == 200
 
 
-def test_stopping_the_sandbox_wakes_a_stalled_response():
-    sandbox = Sandbox(SandboxConfig(today=TODAY)).start()
-    sandbox.inject("stall", seconds=30)
-    url = first_url(sandbox)
+def assert_stop_ends(
+    sandbox: Sandbox, call: Callable[[], object], errors: type[BaseException] | tuple
+) -> None:
+    """``call``, waiting on ``sandbox`` in a thread, ends with one of ``errors`` within 3 s of
+    the sandbox stopping, however long it would have waited."""
     outcome: list[object] = []
 
-    def fetch() -> None:
+    def wait() -> None:
         try:
-            outcome.append(requests.get(url, timeout=20).status_code)
-        except requests.RequestException as exc:
+            outcome.append(call())
+        except errors as exc:
             outcome.append(exc)
 
-    worker = threading.Thread(target=fetch)
+    worker = threading.Thread(target=wait)
     worker.start()
     time.sleep(0.2)
     started = time.monotonic()
@@ -1039,7 +1040,14 @@ def test_stopping_the_sandbox_wakes_a_stalled_response():
     worker.join(timeout=5)
     assert time.monotonic() - started < 3
     assert not worker.is_alive()
-    assert len(outcome) == 1 and isinstance(outcome[0], requests.RequestException)
+    assert len(outcome) == 1 and isinstance(outcome[0], errors), outcome
+
+
+def test_stopping_the_sandbox_wakes_a_stalled_response():
+    sandbox = Sandbox(SandboxConfig(today=TODAY)).start()
+    sandbox.inject("stall", seconds=30)
+    url = first_url(sandbox)
+    assert_stop_ends(sandbox, lambda: requests.get(url, timeout=20), requests.RequestException)
 
 
 def test_expire_urls_fault_hands_out_urls_that_are_already_expired(sb: Sandbox):

@@ -22,6 +22,8 @@ from aperiodic_assets.sandbox import RemoteSandbox, Sandbox, SandboxConfig
 from aperiodic_assets.sandbox.__main__ import build_parser
 from aperiodic_assets.sandbox.network import HANDSHAKE_RTTS
 
+from .test_sandbox import assert_stop_ends
+
 TODAY = date(2026, 9, 15)
 KEY = "sandbox"
 BN = "binance-futures"
@@ -222,23 +224,8 @@ def test_a_sandbox_configured_with_a_bad_value_is_refused():
 
 def test_stopping_the_sandbox_wakes_a_reply_waiting_on_the_network():
     sandbox = Sandbox(SandboxConfig(today=TODAY, universe="small", latency_ms=20_000)).start()
-    outcome: list[object] = []
-
-    def request() -> None:
-        try:
-            outcome.append(fetch(sandbox, SYMBOLS))
-        except (OSError, http.client.HTTPException) as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=request)
-    thread.start()
-    time.sleep(0.2)
-    began = time.perf_counter()
-    sandbox.stop()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
-    assert time.perf_counter() - began < 10
-    assert isinstance(outcome[0], (OSError, http.client.HTTPException))
+    errors = (OSError, http.client.HTTPException)
+    assert_stop_ends(sandbox, lambda: fetch(sandbox, SYMBOLS), errors)
 
 
 def test_the_cli_flags_set_the_network():

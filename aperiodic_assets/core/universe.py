@@ -95,6 +95,17 @@ class Instrument:
         """
         return f"{self.base}.{self.interval}.{self.exchange}.{self.symbol}.{self.timestamp}"
 
+    @property
+    def query(self) -> dict[str, str]:
+        """The instrument as the data endpoint's query parameters (the official client's
+        arguments of the same names)."""
+        return {
+            "timestamp": self.timestamp,
+            "interval": self.interval,
+            "exchange": self.exchange,
+            "symbol": self.symbol,
+        }
+
     @classmethod
     def from_key(cls, key: str) -> Instrument:
         try:

@@ -20,7 +20,7 @@ from email.utils import formatdate
 from typing import NamedTuple
 
 from . import faults as fx
-from .catalog import FileSpan, parse_object_path
+from .catalog import FileId, FileSpan, parse_object_path
 from .corruption import apply_corruption
 from .data import encode_parquet, generate
 from .messages import Reply, Request, apply_wire_fault, fault_reply, s3_error
@@ -119,6 +119,38 @@ class FileIdentity:
         return None
 
 
+def stored_object(state: SandboxState, path: str) -> tuple[FileId, FileSpan] | None:
+    """The object a ``/files/...`` path names and the days it holds; None when no such object
+    exists (not a possible path, not listed then, not published yet)."""
+    fid = parse_object_path(path)
+    tenure = state.tenure(fid.exchange, fid.symbol) if fid else None
+    if fid is None or tenure is None:
+        return None
+    span = state.calendar().find(tenure, fid.year, fid.month, fid.day)
+    return None if span is None else (fid, span)
+
+
+def stored_version(
+    state: SandboxState, fid: FileId, span: FileSpan, encoding: str | None
+) -> FileVersion:
+    """What the stored object is now (its revision, corruption and shapes), which its bytes
+    and identity follow."""
+    corruption, shapes = state.treatment(fid.exchange, fid.symbol, fid.month_key, span.day)
+    return FileVersion(
+        fid.exchange,
+        fid.symbol,
+        fid.interval,
+        fid.timestamp,
+        span.first,
+        span.end,
+        state.revision(fid.exchange, fid.symbol, fid.month_key),
+        corruption,
+        shapes,
+        span.label,
+        encoding,
+    )
+
+
 @functools.lru_cache(maxsize=IDENTITY_CACHE_SIZE)
 def file_identity(version: FileVersion) -> FileIdentity:
     """:func:`render_file`'s identity, kept far longer than its bytes.
@@ -140,13 +172,10 @@ def download(state: SandboxState, request: Request) -> Reply:
     refusal = state.signer.verify(request.method, path, request.query)
     if refusal is not None:
         return s3_error(403, refusal.code, refusal.message, path)
-    fid = parse_object_path(path)
-    tenure = state.tenure(fid.exchange, fid.symbol) if fid else None
-    span: FileSpan | None = None
-    if fid is not None and tenure is not None:
-        span = state.calendar().find(tenure, fid.year, fid.month, fid.day)
-    if fid is None or span is None:
+    found = stored_object(state, path)
+    if found is None:
         return s3_error(404, "NoSuchKey", "The specified key does not exist.", path)
+    fid, span = found
     hops = request.query.get(HOPS_PARAM)
     if hops is not None and hops.isdecimal() and int(hops) > 0:
         return _redirect(state, path, f"http://{request.host}", int(hops) - 1)
@@ -162,20 +191,7 @@ def download(state: SandboxState, request: Request) -> Reply:
     gzipped = (fault is None or fault.name in fx.STACKS_WITH_STORED) and (
         state.faults.take(fx.DOWNLOAD, *instrument_month, only=fx.STORED) is not None
     )
-    corruption, shapes = state.treatment(fid.exchange, fid.symbol, fid.month_key, span.day)
-    version = FileVersion(
-        fid.exchange,
-        fid.symbol,
-        fid.interval,
-        fid.timestamp,
-        span.first,
-        span.end,
-        state.revision(fid.exchange, fid.symbol, fid.month_key),
-        corruption,
-        shapes,
-        span.label,
-        "gzip" if gzipped else None,
-    )
+    version = stored_version(state, fid, span, "gzip" if gzipped else None)
     identity = file_identity(version)
     headers = {"Accept-Ranges": "bytes", "Last-Modified": identity.last_modified}
     if gzipped:

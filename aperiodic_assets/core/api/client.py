@@ -132,10 +132,7 @@ class AperiodicClient:
     def list_files(self, instrument: Instrument, start: date, end: date) -> list[FileInfo]:
         """Files overlapping ``[start, end]`` (inclusive), in chronological order."""
         params = {
-            "timestamp": instrument.timestamp,
-            "interval": instrument.interval,
-            "exchange": instrument.exchange,
-            "symbol": instrument.symbol,
+            **instrument.query,
             "start_date": start.isoformat(),
             "end_date": end.isoformat(),
         }
