@@ -219,6 +219,24 @@ def test_a_budget_that_ends_before_every_newest_file_was_probed_goes_on_from_the
     assert cursor.next_file == 3
 
 
+def test_a_month_built_before_its_instruments_closing_was_recorded_is_built_again_once():
+    """The new-month sensor may rebuild a delisted instrument's last month from its shortened
+    listing before the universe sensor records the closing: once it is recorded, the month is
+    requested again, so it carries the closing; then it is up to date."""
+    files = [info("2026-11-01"), info("2026-11-02")]
+    stamps = {f.label: "e:1" for f in files}
+    before = watch.Watched("p", files, watch.Materialized(stamps, 0.0), closing="2026-11-03")
+    cursor = watch.WatchCursor()
+    (request,) = watch.plan([before], cursor, now=10.0).requests
+    assert (
+        request.reason == "instrument closed since 2026-11-03, recorded after this month was built"
+    )
+    marked = watch.Materialized(stamps, 20.0, closed_since="2026-11-03")
+    after = watch.Watched("p", files, marked, closing="2026-11-03")
+    plan = watch.plan([after], watch.WatchCursor(), now=30.0)
+    assert plan.requests == [] and plan.up_to_date == 1
+
+
 def info(label: str) -> FileInfo:
     year, month, day = (int(p) for p in label.split("-"))
     return FileInfo(year, month, day, f"http://127.0.0.1/{label}.parquet")

@@ -128,6 +128,8 @@ class Materialized:
 
     files: Mapping[str, str]
     at: float
+    #: The closing day it was built with (``closed_since`` metadata), if any.
+    closed_since: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,16 @@ class Watched:
     files: Sequence[FileInfo]
     materialized: Materialized | None
     failed: Failed | None = None
+    #: The instrument's recorded closing day when this is its last month: the month must be
+    #: built with it (the universe sensor may record a delisting after the month was rebuilt
+    #: from the shortened listing).
+    closing: str | None = None
+
+    @property
+    def unmarked_close(self) -> bool:
+        """Built without the closing its instrument has since been recorded with."""
+        m = self.materialized
+        return self.closing is not None and m is not None and m.closed_since != self.closing
 
     @property
     def rejected(self) -> Failed | None:
@@ -282,12 +294,18 @@ def plan(
         cursor.empty_since.pop(w.key, None)
         labels = [f.label for f in w.files]
         reference = w.reference
-        if reference is None or set(labels) != set(reference):
-            token = "files:" + _digest(labels)
+        unmarked = w.unmarked_close and w.rejected is None
+        if reference is None or set(labels) != set(reference) or unmarked:
+            token = "files:" + _digest(labels) + (f":closed:{w.closing}" if unmarked else "")
             if _in_flight(cursor, w.key):
                 out.in_flight += 1
                 continue
-            request = Request(w.key, token, _reason(w, labels))
+            reason = (
+                f"instrument closed since {w.closing}, recorded after this month was built"
+                if unmarked and reference is not None and set(labels) == set(reference)
+                else _reason(w, labels)
+            )
+            request = Request(w.key, token, reason)
             waits = _gate(cursor, w.key, now) if w.rejected is None else None
             if waits is not None:
                 out.waiting[w.key] = waits

@@ -127,10 +127,20 @@ class Tick:
     ) -> list[watch.Watched]:
         out = []
         for instrument, files in listed.items():
+            life = lives.by_key.get(instrument.key)
             for month in lives.months(instrument, self.months):
                 key = str(partition_key(instrument, month))
                 in_month = [f for f in files if (f.year, f.month) == (month.year, month.month)]
-                out.append(watch.Watched(key, in_month, materialized.get(key), failed.get(key)))
+                closing = (
+                    str(life.closed_since)
+                    if life is not None and life.closed_since and life.last_month == month
+                    else None
+                )
+                out.append(
+                    watch.Watched(
+                        key, in_month, materialized.get(key), failed.get(key), closing=closing
+                    )
+                )
         return out
 
 
@@ -148,8 +158,11 @@ class History:
             mat = record.asset_materialization
             if mat is None or mat.partition is None:
                 continue
+            closed = mat.metadata.get("closed_since")
             out[mat.partition] = watch.Materialized(
-                files=_stamps(mat.metadata), at=record.timestamp
+                files=_stamps(mat.metadata),
+                at=record.timestamp,
+                closed_since=None if closed is None else str(closed.value),
             )
         return out
 
