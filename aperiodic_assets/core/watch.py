@@ -294,16 +294,17 @@ def plan(
         cursor.empty_since.pop(w.key, None)
         labels = [f.label for f in w.files]
         reference = w.reference
+        changed = reference is None or set(labels) != set(reference)
         unmarked = w.unmarked_close and w.rejected is None
-        if reference is None or set(labels) != set(reference) or unmarked:
+        if changed or unmarked:
             token = "files:" + _digest(labels) + (f":closed:{w.closing}" if unmarked else "")
             if _in_flight(cursor, w.key):
                 out.in_flight += 1
                 continue
             reason = (
-                f"instrument closed since {w.closing}, recorded after this month was built"
-                if unmarked and reference is not None and set(labels) == set(reference)
-                else _reason(w, labels)
+                _reason(w, labels)
+                if changed
+                else f"instrument closed since {w.closing}, recorded after this month was built"
             )
             request = Request(w.key, token, reason)
             waits = _gate(cursor, w.key, now) if w.rejected is None else None

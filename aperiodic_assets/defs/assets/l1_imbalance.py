@@ -296,15 +296,11 @@ def _rejected_checks(
 
 
 def _attempt(
-    context: dg.AssetExecutionContext,
-    partition: str,
-    error: BaseException,
-    description: str | None = None,
+    asset: dg.AssetKey, partition: str, error: BaseException, description: str | None = None
 ) -> dg.AssetObservation:
     """A partition that failed for good in this run, recorded where the new-month sensor reads
     it (a rejected month waits for its files to change, a transient failure for its wait) and
     where the partitions view reads a failure (``mark_attempted``, by the caller)."""
-    asset = context.asset_key
     metadata: dict[str, Any] = {OUTCOME: "failed", "error": description or _describe(error)}
     if isinstance(error, PartitionRejected):
         metadata[OUTCOME] = "rejected"
@@ -334,7 +330,7 @@ def _one_partition(
         result = land(key)
     except PartitionRejected as exc:
         yield from _rejected_checks(context.asset_key, exc, key, selected)
-        yield _attempt(context, key, exc)
+        yield _attempt(context.asset_key, key, exc)
         raise dg.Failure(
             description=str(exc),
             metadata={
@@ -349,7 +345,7 @@ def _one_partition(
             not failure.allow_retries or context.retry_number >= RETRY_POLICY.max_retries
         ):
             # No retry follows: the sensor takes over.
-            yield _attempt(context, key, exc, failure.description)
+            yield _attempt(context.asset_key, key, exc, failure.description)
         raise failure from None
     if result is None:
         return
@@ -451,7 +447,7 @@ def _partition_range(
                 if isinstance(result, PartitionRejected):
                     yield from _rejected_checks(asset, result, key, selected)
                 mark_attempted(context, key)
-                yield _attempt(context, key, result)
+                yield _attempt(asset, key, result)
             elif result is not None:
                 yield dg.AssetMaterialization(
                     asset_key=asset,
